@@ -3,7 +3,8 @@
 Audio is generated, never downloaded; every fixture is deterministic.
 
 - `make_speech(text=None, *, language="en", sr=16000, variant=None) -> (wave, sr)`: session-scoped,
-  cached factory of espeak-ng utterances (float32 mono); `text=None` uses `SAMPLE_TEXTS[language]`.
+  cached factory of espeak-ng utterances (fresh writable float32 mono copies); `text=None` uses
+  `SAMPLE_TEXTS[language]`.
   Skips the test when espeak-ng cannot load.
 - `speech -> (wave, sr)`: one English espeak-ng utterance at 16 kHz (about 2.5 s).
 - `speech_file(name="speech.wav", *, language="en", text=None, sr=16000, variant=None, channels=1)
@@ -66,12 +67,13 @@ def make_speech() -> Callable[..., tuple[np.ndarray, int]]:
 
     def make(text: str | None = None, *, language: str = "en", sr: int = 16000,
              variant: str | None = None) -> tuple[np.ndarray, int]:
-        return _espeak_utterance(text or SAMPLE_TEXTS[language], language, sr, variant)
+        wave, rate = _espeak_utterance(text or SAMPLE_TEXTS[language], language, sr, variant)
+        return wave.copy(), rate  # a fresh writable copy: no test can spoil the cache for another
 
     return make
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def speech(make_speech) -> tuple[np.ndarray, int]:
     """One English espeak-ng utterance at 16 kHz."""
     return make_speech()
