@@ -14,7 +14,7 @@ Audio is generated, never downloaded; every fixture is deterministic.
 - `make_noise(*, duration=1.0, sr=16000, amplitude=0.1, seed=0) -> np.ndarray` (float32 Gaussian).
 - `shared_speech -> Path`: the real labelled corpus (../shared/speech beside the checkout, or
   $VOICELIB_SHARED_SPEECH); the test is skipped when it is absent. Read it in place, never copy it.
-- `SAMPLE_TEXTS`: one short sentence per language code (en, hi, ta, ml, te).
+- `sample_texts -> dict[str, str]`: one short sentence per language code (en, hi, ta, ml, te).
 """
 from __future__ import annotations
 
@@ -114,6 +114,12 @@ def make_noise() -> Callable[..., np.ndarray]:
         return (amplitude * rng.standard_normal(int(round(duration * sr)))).astype(np.float32)
 
     return noise
+
+
+@pytest.fixture(scope="session")
+def sample_texts() -> dict[str, str]:
+    """One short sentence per language code (en, hi, ta, ml, te)."""
+    return dict(SAMPLE_TEXTS)
 
 
 @pytest.fixture(scope="session")
