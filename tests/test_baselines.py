@@ -66,3 +66,27 @@ def test_probe_warns_only_when_a_shortcut_exists(padded_ai):
         assert "SHORTCUT WARNING" in result["warning"]
     else:
         assert result["eer"] > 0.35 and result["warning"] is None
+
+
+def test_lfcc_gmm_separates_tones_from_noise_on_held_out_clips(make_tone, make_noise):
+    rng = np.random.default_rng(0)
+
+    def clips(seed0):
+        tones = [make_tone(float(rng.uniform(200, 2000)), duration=0.5, amplitude=float(rng.uniform(0.1, 0.5)))
+                 for _ in range(6)]
+        noises = [make_noise(duration=0.5, amplitude=float(rng.uniform(0.05, 0.3)), seed=seed0 + i) for i in range(6)]
+        return tones + noises, [0] * 6 + [1] * 6
+
+    train_w, train_y = clips(0)
+    test_w, test_y = clips(100)
+    gmm = baselines.LfccGmm(n_components=4, seed=0).fit(train_w, train_y)
+    scores = gmm.score(test_w)
+    assert scores.shape == (12,)
+    assert scores[6:].min() > scores[:6].max()  # every noise clip scores above every tone clip
+    again = baselines.LfccGmm(n_components=4, seed=0).fit(train_w, train_y).score(test_w)
+    np.testing.assert_allclose(scores, again)
+
+
+def test_lfcc_gmm_refuses_one_class(make_noise):
+    with pytest.raises(ValueError, match="human and AI"):
+        baselines.LfccGmm(n_components=2).fit([make_noise(), make_noise(seed=1)], [1, 1])

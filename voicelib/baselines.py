@@ -130,18 +130,6 @@ class ShortcutProbe:
                 "warn_below_eer": self.warn_eer, "weights": weights, "warning": warning}
 
 
-def _deltas(feats: np.ndarray) -> np.ndarray:
-    """Append deltas and double deltas (librosa's Savitzky-Golay, width 3) along the frame axis."""
-    import librosa
-
-    width = 3 if feats.shape[-1] >= 3 else 1
-    if width == 1:
-        return np.concatenate([feats, np.zeros_like(feats), np.zeros_like(feats)], axis=0)
-    d1 = librosa.feature.delta(feats, width=width, order=1, axis=-1)
-    d2 = librosa.feature.delta(feats, width=width, order=2, axis=-1)
-    return np.concatenate([feats, d1, d2], axis=0)
-
-
 class LfccGmm:
     """ASVspoof-style baseline: LFCC (+ deltas, double deltas), one diagonal GMM per class, LLR score."""
 
@@ -150,19 +138,13 @@ class LfccGmm:
         self.n_components, self.n_lfcc, self.seed = n_components, n_lfcc, seed
         self.max_frames, self.sample_rate = max_frames_per_class, sample_rate
         self.gmms: dict[int, object] = {}
-        self._lfcc = None
 
     def frames(self, wave: np.ndarray) -> np.ndarray:
-        """Return the [frames, 3 * n_lfcc] LFCC feature matrix of one wave at the baseline's sample rate."""
-        import torch
+        """Return the [frames, 3 * n_lfcc] LFCC (+ deltas, double deltas) matrix of one wave."""
+        from voicelib.features import FeatureConfig, lfcc
 
-        if self._lfcc is None:
-            from voicelib.features import LFCC, FeatureConfig
-
-            self._lfcc = LFCC(FeatureConfig(sample_rate=self.sample_rate), n_lfcc=self.n_lfcc).eval()
-        with torch.inference_mode():
-            feats = self._lfcc(torch.as_tensor(np.asarray(wave, dtype=np.float32))[None])[0].numpy()
-        return _deltas(feats[: self.n_lfcc]).T
+        cfg = FeatureConfig(sample_rate=self.sample_rate, fmax=self.sample_rate / 2, n_lfcc=self.n_lfcc, lfcc_deltas=True)
+        return lfcc(np.asarray(wave, dtype=np.float32), cfg).T
 
     def fit(self, waves: Sequence[np.ndarray], labels: Sequence[int]) -> "LfccGmm":
         """Fit one GMM on the frames of each class (labels 1 = AI), subsampling frames for speed."""

@@ -1,0 +1,75 @@
+"""`python -m voicelib detect` through a subprocess: files, directories, globs, JSON/CSV, bad input, bad model."""
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.test_detect import save_tiny_model
+
+SR = 16000
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "voicelib", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def audio_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    (root / "dir" / "sub").mkdir(parents=True)
+    for name in ("one.wav", "dir/two.flac", "dir/sub/three.wav", "glob_a.wav", "glob_b.wav"):
+        sf.write(root / name, (0.1 * rng.standard_normal(SR * 2)).astype(np.float32), SR)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("cli_model") / "m")
+
+
+def test_json_over_files_dirs_and_globs(audio_tree, model_dir):
+    proc = run_cli("detect", audio_tree / "one.wav", audio_tree / "dir", str(audio_tree / "glob_*.wav"),
+                   "--model", model_dir)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    names = [Path(r["file"]).name for r in results]
+    assert names == ["one.wav", "three.wav", "two.flac", "glob_a.wav", "glob_b.wav"]
+    assert all(0 <= r["aiScore"] <= 1 and r["chunks"] for r in results)
+
+
+def test_bad_inputs_become_error_entries_with_exit_code_1(audio_tree, model_dir, tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF" + b"\x00" * 40)
+    sf.write(tmp_path / "silent.flac", np.zeros(SR, np.float32), SR)
+    (tmp_path / "clip.xyz").write_bytes(b"abc")
+    bad = ["missing.wav", "empty.wav", "corrupt.wav", "silent.flac", "clip.xyz"]
+    proc = run_cli("detect", audio_tree / "one.wav", *[tmp_path / b for b in bad], "--model", model_dir,
+                   "--format", "csv")
+    assert proc.returncode == 1
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert [Path(r["file"]).name for r in rows] == ["one.wav"] + bad
+    assert rows[0]["error"] == "" and 0 <= float(rows[0]["aiScore"]) <= 1 and int(rows[0]["nChunks"]) == 1
+    assert all(r["error"] and r["aiScore"] == "" for r in rows[1:])
+    assert "missing.wav" in proc.stderr  # each failure is logged once on stderr
+
+
+def test_bad_model_path_exits_2_with_one_line(audio_tree, tmp_path):
+    proc = run_cli("detect", audio_tree / "one.wav", "--model", tmp_path / "no_model")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no such model directory" in proc.stderr
+
+
+def test_usage_errors_exit_2(audio_tree, model_dir):
+    proc = run_cli("detect", audio_tree / "one.wav")  # neither --model nor --language
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    proc = run_cli("detect", audio_tree / "one.wav", "--model", model_dir, "--overlap", "1.5")
+    assert proc.returncode == 2 and "overlap" in proc.stderr

@@ -1,0 +1,268 @@
+"""Score audio files chunk by chunk with a trained detector: AI probability, decision, language, chunks.
+
+Chunking: windows of `chunk_duration` seconds every `chunk_duration * (1 - overlap)` seconds. When the
+last full window stops short of the end, one more (partial) window covers the tail, so every sample is
+scored; a file shorter than one window is one partial window. Partial windows are tiled (the audio is
+repeated) up to the window length rather than zero-padded, because runs of exact digital zeros are a
+known source cue. Windows whose RMS is below `silence_dbfs` are skipped and listed as skipped.
+
+Clip score: the mean of the AI logits of the scored windows, mapped through the Platt calibration the
+model carries (fitted on validation); the decision compares that probability with the model's
+validation threshold, and probabilities within `band` of the threshold are INCONCLUSIVE.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from voicelib.errors import AudioError, ModelError
+from voicelib.languages import LANGUAGE_NAMES
+from voicelib.metrics import apply_platt
+
+log = logging.getLogger(__name__)
+
+HUMAN, AI, INCONCLUSIVE = "HUMAN", "AI_GENERATED", "INCONCLUSIVE"
+DEFAULT_BAND = 0.1  # probabilities within +-0.1 of the threshold probability are inconclusive
+SILENCE_DBFS = -60.0  # chunks with an RMS level below this are skipped as silent
+
+
+def chunk_bounds(n_samples: int, sr: int, *, chunk_duration: float = 3.0, overlap: float = 0.5) -> list[tuple[int, int]]:
+    """Return (start, end) sample indices of the scoring windows; the last one may be partial."""
+    if chunk_duration <= 0:
+        raise ValueError(f"chunk_duration must be positive, got {chunk_duration}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    length = max(int(round(chunk_duration * sr)), 1)
+    hop = max(int(round(length * (1.0 - overlap))), 1)
+    if n_samples <= length:
+        return [(0, n_samples)]
+    bounds = [(s, s + length) for s in range(0, n_samples - length + 1, hop)]
+    if bounds[-1][1] < n_samples:
+        start = bounds[-1][0] + hop
+        bounds.append((start, n_samples))
+    return bounds
+
+
+def _tile(segment: np.ndarray, length: int) -> np.ndarray:
+    """Repeat a short segment until it fills `length` samples."""
+    if segment.size >= length:
+        return segment[:length]
+    return np.resize(segment, length)
+
+
+def classify(prob: float, threshold: float, *, band: float = DEFAULT_BAND) -> tuple[str, float]:
+    """Return (classification, confidence); confidence is the distance from the threshold scaled to [0, 1]."""
+    if prob >= threshold:
+        confidence = (prob - threshold) / max(1.0 - threshold, 1e-9)
+    else:
+        confidence = (threshold - prob) / max(threshold, 1e-9)
+    if abs(prob - threshold) < band:
+        return INCONCLUSIVE, float(confidence)
+    return (AI if prob >= threshold else HUMAN), float(confidence)
+
+
+def _calibration(meta: dict) -> tuple[float, float]:
+    """Read the Platt (a, b) from model metadata in any of the shapes store may write."""
+    cal = meta.get("calibration")
+    if cal is None:
+        log.warning("model has no calibration; using the uncalibrated sigmoid of the logit")
+        return 1.0, 0.0
+    if isinstance(cal, dict):
+        return float(cal["a"]), float(cal["b"])
+    return float(cal[0]), float(cal[1])
+
+
+@dataclass
+class Detector:
+    """A loaded model plus its front end, threshold and calibration; load once, score many files."""
+
+    model: object
+    features: object
+    meta: dict
+    threshold: float  # operating threshold on the calibrated probability
+    calibration: tuple[float, float]
+    sample_rate: int
+    device: str = "cpu"
+    band: float = DEFAULT_BAND
+    silence_dbfs: float = SILENCE_DBFS
+    batch_size: int = 64
+    languages: list[str] = field(default_factory=lambda: list(LANGUAGE_NAMES))
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike | None = None, *, language: str | None = None,
+             models_root: str | os.PathLike = "models", device: str = "cpu", band: float = DEFAULT_BAND) -> "Detector":
+        """Load a model directory (or the current model of `language` in the store); ModelError when unusable."""
+        import torch
+
+        from voicelib import store
+        from voicelib.features import LogMel
+
+        if (model_dir is None) == (language is None):
+            raise ValueError("Detector.load: give either a model directory or a language, not both or neither")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"device {device!r} requested but no CUDA GPU is available; use device='cpu'")
+        if model_dir is None:
+            model_dir = store.current(language, root=models_root)
+        if not Path(model_dir).is_dir():
+            raise ModelError(f"{model_dir}: no such model directory; pass a folder holding model.safetensors and config.json")
+        try:
+            model, meta = store.load_model(model_dir, device=device)
+        except ModelError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise ModelError(f"{model_dir}: cannot load the model ({reason}); retrain it or pick another model directory") from None
+        model.eval()
+        cfg = model.cfg.features
+        a, b = _calibration(meta)
+        raw_threshold = float(meta.get("threshold", 0.0))
+        threshold = float(apply_platt(raw_threshold, a, b)) if meta.get("threshold_scale", "logit") == "logit" else raw_threshold
+        return cls(model=model, features=LogMel(cfg).to(device).eval(), meta=dict(meta, model_dir=str(model_dir)),
+                   threshold=threshold, calibration=(a, b), sample_rate=int(cfg.sample_rate), device=device, band=band)
+
+    def _forward(self, chunks: np.ndarray) -> dict[str, np.ndarray]:
+        """Run front end and network over [N, L] chunks in batches; return numpy logits per head."""
+        import torch
+
+        outs: dict[str, list[np.ndarray]] = {"ai": [], "language": [], "multi": []}
+        with torch.inference_mode():
+            for i in range(0, len(chunks), self.batch_size):
+                x = torch.from_numpy(chunks[i:i + self.batch_size]).to(self.device)
+                y = self.model(self.features(x))
+                for key in outs:
+                    outs[key].append(y[key].float().cpu().numpy())
+        return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def _prepare(self, wave: np.ndarray, sr: int, name: str, chunk_duration: float, overlap: float):
+        """Resample, check and cut one wave into windows; return (wave, bounds, kept indices, windows)."""
+        from voicelib import audio
+
+        wave = audio.check_wave(np.asarray(wave, dtype=np.float32), sr, name=name, min_duration=0.0)
+        if wave.size == 0:
+            raise AudioError(name, "no audio samples; pass a non-empty recording")
+        if sr != self.sample_rate:
+            wave = audio.resample(wave, sr, self.sample_rate)
+        length = int(round(chunk_duration * self.sample_rate))
+        bounds = chunk_bounds(wave.size, self.sample_rate, chunk_duration=chunk_duration, overlap=overlap)
+        floor = 10.0 ** (self.silence_dbfs / 20.0)
+        kept, windows = [], []
+        for i, (s, e) in enumerate(bounds):
+            seg = wave[s:e]
+            if np.sqrt(np.mean(np.square(seg, dtype=np.float64))) >= floor:
+                kept.append(i)
+                windows.append(_tile(seg, length))
+        if not kept:
+            raise AudioError(name, f"every chunk is below {self.silence_dbfs:g} dBFS (silent); nothing to score")
+        return wave, bounds, kept, windows
+
+    def _result(self, name: str, n: int, bounds, kept, logits: dict[str, np.ndarray]) -> dict:
+        """Assemble the per-file result from the logits of its kept windows."""
+        a, b = self.calibration
+        sr = self.sample_rate
+        mean_logit = float(logits["ai"].mean())
+        prob = float(apply_platt(mean_logit, a, b))
+        label, confidence = classify(prob, self.threshold, band=self.band)
+        lang = np.exp(logits["language"] - logits["language"].max(axis=1, keepdims=True))
+        lang = (lang / lang.sum(axis=1, keepdims=True)).mean(axis=0)
+        chunk_probs = dict(zip(kept, apply_platt(logits["ai"], a, b)))
+        chunks = [{"start": round(s / sr, 3), "end": round(e / sr, 3),
+                   **({"score": round(float(chunk_probs[i]), 6)} if i in chunk_probs else {"score": None, "skipped": "silent"})}
+                  for i, (s, e) in enumerate(bounds)]
+        return {
+            "file": name, "aiScore": round(prob, 6), "classification": label, "confidence": round(confidence, 6),
+            "threshold": round(self.threshold, 6), "aiLogit": round(mean_logit, 6),
+            "languageDistribution": {lg: round(float(p), 6) for lg, p in zip(self.languages, lang)},
+            "multiSpeakerScore": round(float((1.0 / (1.0 + np.exp(-logits["multi"]))).mean()), 6),
+            "duration": round(n / sr, 3), "chunks": chunks, "skippedChunks": len(bounds) - len(kept),
+        }
+
+    def score_arrays(self, waves: Sequence[np.ndarray], sr: int, *, names: Sequence[str] | None = None,
+                     chunk_duration: float = 3.0, overlap: float = 0.5) -> list[dict]:
+        """Score many waves with one batched forward pass; a bad wave becomes an error entry."""
+        names = list(names) if names is not None else [f"<array {i}>" for i in range(len(waves))]
+        prepared, windows = [], []
+        for wave, name in zip(waves, names):
+            try:
+                w, bounds, kept, wins = self._prepare(wave, sr, name, chunk_duration, overlap)
+            except AudioError as exc:
+                prepared.append(exc)
+                continue
+            prepared.append((name, w.size, bounds, kept, len(windows)))
+            windows.extend(wins)
+        logits = self._forward(np.stack(windows)) if windows else {}
+        results = []
+        for item in prepared:
+            if isinstance(item, AudioError):
+                results.append({"file": item.path, "error": item.reason})
+                continue
+            name, n, bounds, kept, first = item
+            sl = slice(first, first + len(kept))
+            results.append(self._result(name, n, bounds, kept, {k: v[sl] for k, v in logits.items()}))
+        return results
+
+    def score_array(self, wave: np.ndarray, sr: int, *, chunk_duration: float = 3.0, overlap: float = 0.5,
+                    name: str = "<array>") -> dict:
+        """Score one wave; raises AudioError when it cannot be scored (silent, empty, NaN)."""
+        result = self.score_arrays([wave], sr, names=[name], chunk_duration=chunk_duration, overlap=overlap)[0]
+        if "error" in result:
+            raise AudioError(name, result["error"])
+        return result
+
+    def score_files(self, paths: Sequence[str | os.PathLike], *, chunk_duration: float = 3.0,
+                    overlap: float = 0.5) -> list[dict]:
+        """Decode and score files together; unreadable files become {"file", "error"} entries."""
+        from voicelib import audio
+
+        waves, names, slots, results = [], [], [], [None] * len(paths)
+        for i, path in enumerate(paths):
+            try:
+                waves.append(audio.load(path, sr=self.sample_rate))
+                names.append(str(path))
+                slots.append(i)
+            except AudioError as exc:
+                results[i] = {"file": str(path), "error": exc.reason}
+        for i, res in zip(slots, self.score_arrays(waves, self.sample_rate, names=names,
+                                                   chunk_duration=chunk_duration, overlap=overlap)):
+            results[i] = res
+        return results
+
+    def score_file(self, path: str | os.PathLike, *, chunk_duration: float = 3.0, overlap: float = 0.5) -> dict:
+        """Score one file; returns an error entry (not an exception) when the file is unusable."""
+        return self.score_files([path], chunk_duration=chunk_duration, overlap=overlap)[0]
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """Expand files, directories (recursively, audio extensions only) and glob patterns, keeping order."""
+    from voicelib.audio import SUPPORTED_EXTENSIONS
+
+    out: list[str] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out.extend(sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUPPORTED_EXTENSIONS))
+        elif not p.exists() and glob.has_magic(str(raw)):
+            matches = sorted(glob.glob(str(raw), recursive=True))
+            out.extend(m for m in matches if Path(m).is_file())
+            if not matches:
+                out.append(str(raw))  # reported as missing by the loader
+        else:
+            out.append(str(raw))
+    return list(dict.fromkeys(out))
+
+
+def detect_paths(paths: Iterable[str | os.PathLike], detector: Detector, *, chunk_duration: float = 3.0,
+                 overlap: float = 0.5, files_per_batch: int = 16) -> tuple[list[dict], int]:
+    """Score every file the paths expand to, a few files per batch; return (results, number of failures)."""
+    files = expand_paths(paths)
+    results: list[dict] = []
+    for i in range(0, len(files), files_per_batch):
+        results.extend(detector.score_files(files[i:i + files_per_batch], chunk_duration=chunk_duration, overlap=overlap))
+    n_failed = sum("error" in r for r in results)
+    log.info("scored %d files, %d failed", len(results) - n_failed, n_failed)
+    return results, n_failed
