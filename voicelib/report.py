@@ -1,0 +1,457 @@
+"""Figures, tables and the self-contained index.html built only from the files the stages wrote."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from voicelib.io import atomic_write, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+SR = 16000
+CLIP_SECONDS = 4.0  # audio players keep the first seconds only, to keep the page small
+STAGE_TITLES = {"01_collect_data": "Collect data", "02_augment": "Augment", "03_finetune": "Fine-tune",
+                "04_evaluate": "Evaluate", "05_report": "Report"}
+
+
+# ---------------------------------------------------------------- small HTML pieces
+
+
+def esc(value: object) -> str:
+    """HTML-escape any value."""
+    return html.escape(str(value))
+
+
+def table_html(df: pd.DataFrame, *, index: bool = False, max_rows: int = 60) -> str:
+    """Render a DataFrame as a plain HTML table (rounded floats, long tables cut with a note)."""
+    if df is None or len(df) == 0:
+        return '<p class="muted">(empty)</p>'
+    more = len(df) - max_rows
+    body = df.head(max_rows).to_html(index=index, classes="tbl", border=0, na_rep="",
+                                     float_format=lambda x: f"{x:.4g}")
+    return body + (f'<p class="muted">... {more} more rows</p>' if more > 0 else "")
+
+
+def figure_png(fig: Any, *, dpi: int = 90) -> str:
+    """Return a matplotlib figure as base64 PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def img_tag(png_b64: str, *, alt: str = "", width: int | None = None) -> str:
+    """An <img> with inline base64 PNG data."""
+    style = f' style="max-width:{width}px"' if width else ""
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{png_b64}"{style}>'
+
+
+def file_img(path: str | os.PathLike, *, alt: str = "") -> str:
+    """Embed a PNG file as an <img> (nothing when the file is missing)."""
+    path = Path(path)
+    if not path.is_file():
+        return ""
+    return img_tag(base64.b64encode(path.read_bytes()).decode("ascii"), alt=alt or path.stem)
+
+
+def _wave(path: str | os.PathLike, seconds: float) -> np.ndarray:
+    from voicelib import audio
+
+    return audio.load(path, sr=SR)[: int(seconds * SR)]
+
+
+def audio_tag(path: str | os.PathLike, *, seconds: float = CLIP_SECONDS) -> str:
+    """An <audio> player with the first seconds of a clip inlined as 16 kHz 16-bit WAV."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, _wave(path, seconds), SR, format="WAV", subtype="PCM_16")
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<audio controls preload="none" src="data:audio/wav;base64,{data}"></audio>'
+
+
+# ---------------------------------------------------------------- figures
+
+
+def spectrogram_figure(path: str | os.PathLike, *, title: str = "", seconds: float = CLIP_SECONDS) -> Any:
+    """A small log-mel spectrogram (80 bands, 0-8 kHz) of the first seconds of a clip."""
+    import librosa
+    import matplotlib.pyplot as plt
+
+    wave = _wave(path, seconds)
+    mel = librosa.feature.melspectrogram(y=wave, sr=SR, n_fft=512, hop_length=160, n_mels=80, fmax=8000)
+    fig, ax = plt.subplots(figsize=(4.2, 1.9))
+    ax.imshow(librosa.power_to_db(mel + 1e-10, ref=np.max, top_db=80), origin="lower", aspect="auto",
+              cmap="magma", extent=(0, len(wave) / SR, 0, 80))
+    ax.set_xlabel("s")
+    ax.set_ylabel("mel band")
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def duration_histogram(df: pd.DataFrame) -> Any:
+    """Histogram of clip durations per class."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    bins = np.linspace(0, max(float(df["duration"].max()), 1.0), 30)
+    for label, group in df.groupby("label"):
+        ax.hist(group["duration"], bins=bins, alpha=0.6, label=f"{label} ({len(group)})")
+    ax.set_xlabel("duration (s)")
+    ax.set_ylabel("clips")
+    ax.legend()
+    ax.set_title("Clip durations by class")
+    return fig
+
+
+def training_curves(history: pd.DataFrame) -> Any:
+    """Loss per epoch (left) and validation EER / ROC-AUC per epoch (right)."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
+    x = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
+    for col in [c for c in history.columns if "loss" in c]:
+        left.plot(x, history[col], marker="o", label=col)
+    left.set_title("loss")
+    for col in [c for c in history.columns if c.startswith("val") and ("eer" in c or "auc" in c)]:
+        right.plot(x, history[col], marker="o", label=col)
+    right.set_title("validation")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- data summary
+
+
+def data_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Clips and minutes per class, engine, speaker and split (class columns side by side)."""
+    tables = {}
+    for key in ("label", "engine", "speaker", "split"):
+        if key not in df.columns:
+            continue
+        keys = [key] if key == "label" else [key, "label"]
+        t = df.groupby(keys, dropna=False).agg(clips=("path", "size"), minutes=("duration", "sum"))
+        t["minutes"] = (t["minutes"] / 60).round(2)
+        tables[key] = t.reset_index().sort_values("clips", ascending=False, kind="stable")
+    if "split" in df.columns:
+        pivot = df.pivot_table(index="split", columns="label", values="duration", aggfunc=["size", "sum"], fill_value=0)
+        pivot.columns = [f"{'clips' if a == 'size' else 'minutes'} {b}" for a, b in pivot.columns]
+        for col in [c for c in pivot.columns if c.startswith("minutes")]:
+            pivot[col] = (pivot[col] / 60).round(2)
+        tables["split_by_class"] = pivot.reset_index()
+    return tables
+
+
+def save_data_summary(df: pd.DataFrame, path: str | os.PathLike, *, quarantined: int = 0) -> dict[str, Any]:
+    """Write data_summary.json (totals and the tables of data_tables) and return it."""
+    summary = {"clips": int(len(df)), "minutes": round(float(df["duration"].sum()) / 60, 2),
+               "speakers": int(df["speaker"].nunique()), "quarantined": int(quarantined),
+               "classes": {str(k): int(v) for k, v in df["label"].value_counts().items()},
+               "tables": {k: t.to_dict(orient="records") for k, t in data_tables(df).items()}}
+    write_json(path, summary)
+    return summary
+
+
+def pick_examples(df: pd.DataFrame, *, per_class: int = 2, seed: int = 0) -> pd.DataFrame:
+    """Pick example clips of each class, from the test split when it has some, different engines/speakers first."""
+    picked = []
+    for _, group in df.groupby("label", sort=True):
+        if "split" in group.columns and (group["split"] == "test").any():
+            group = group[group["split"] == "test"]
+        group = group.sample(frac=1.0, random_state=seed)
+        first = group.drop_duplicates(["engine", "speaker"])
+        picked.append(pd.concat([first, group.drop(first.index)]).head(per_class))
+    return pd.concat(picked) if picked else df.head(0)
+
+
+def examples_html(df: pd.DataFrame, *, per_class: int = 2, seed: int = 0) -> str:
+    """Audio players with spectrograms for example clips of each class."""
+    cards = []
+    for row in pick_examples(df, per_class=per_class, seed=seed).itertuples():
+        title = f"{row.label} · {row.engine} · {row.speaker}"
+        cards.append(f'<div class="card"><b>{esc(title)}</b><br>{audio_tag(row.path)}<br>'
+                     f'{img_tag(figure_png(spectrogram_figure(row.path, title=title)), alt=title)}</div>')
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def clip_browser(df: pd.DataFrame) -> Any:
+    """An ipywidgets browser: pick a class and engine, then a clip, and listen to it (live kernels only)."""
+    import ipywidgets as w
+    from IPython.display import Audio, display
+
+    label = w.Dropdown(options=sorted(df["label"].unique()), description="class")
+    engine = w.Dropdown(description="engine")
+    clip = w.Dropdown(description="clip", layout=w.Layout(width="60%"))
+    out = w.Output()
+
+    def on_label(_=None):
+        engine.options = sorted(df.loc[df["label"] == label.value, "engine"].unique())
+
+    def on_engine(_=None):
+        rows = df[(df["label"] == label.value) & (df["engine"] == engine.value)]
+        clip.options = [(f"{r.speaker} · {Path(r.path).name} ({r.duration:.1f} s)", r.path) for r in rows.itertuples()]
+
+    def on_clip(_=None):
+        out.clear_output()
+        with out:
+            if clip.value:
+                display(Audio(_wave(clip.value, 15.0), rate=SR))
+
+    label.observe(on_label, "value")
+    engine.observe(on_engine, "value")
+    clip.observe(on_clip, "value")
+    on_label()
+    return w.VBox([w.HBox([label, engine]), clip, out])
+
+
+# ---------------------------------------------------------------- run-directory sections
+
+
+def _read(path: Path) -> Any:
+    return read_json(path) if path.is_file() else {}
+
+
+def find_key(obj: Any, key: str) -> Any:
+    """First value stored under `key` anywhere in nested dicts (breadth first), or None."""
+    queue = [obj]
+    while queue:
+        item = queue.pop(0)
+        if isinstance(item, dict):
+            if key in item and not isinstance(item[key], (dict, list)):
+                return item[key]
+            queue.extend(v for v in item.values() if isinstance(v, dict))
+    return None
+
+
+def nested_html(obj: Any, *, depth: int = 0) -> str:
+    """Render nested metrics: scalars as a two-column table, dicts of dicts and lists of records as tables."""
+    if isinstance(obj, list):
+        return table_html(pd.DataFrame(obj)) if obj and all(isinstance(r, dict) for r in obj) else esc(obj)
+    if not isinstance(obj, dict):
+        return esc(obj)
+    scalars = {k: v for k, v in obj.items() if not isinstance(v, (dict, list))}
+    parts = [table_html(pd.DataFrame({"name": list(scalars), "value": [_fmt(v) for v in scalars.values()]}))] if scalars else []
+    for key, value in obj.items():
+        if key in scalars:
+            continue
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()) \
+                and all(not isinstance(x, (dict, list)) for v in value.values() for x in v.values()):
+            inner = table_html(pd.DataFrame(value).T.reset_index(names=key))
+        else:
+            inner = nested_html(value, depth=depth + 1)
+        tag = "h4" if depth == 0 else "h5"
+        parts.append(f"<{tag}>{esc(key.replace('_', ' '))}</{tag}>{inner}")
+    return "".join(parts)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def model_location(run_dir: Path) -> tuple[Path | None, dict[str, Any]]:
+    """The run's model directory (copy in run_dir/model or the store entry named by model_link.json)."""
+    link = _read(run_dir / "model_link.json") or _read(run_dir / "model" / "model_link.json")
+    target = Path(link["path"]) if link.get("path") else run_dir / "model"
+    return (target if target.is_dir() else None), link
+
+
+def training_section(run_dir: Path) -> str:
+    """Training curves, the history table and the training summary of 03_finetune."""
+    history_path = next((p for p in (run_dir / "history.csv", run_dir / "model" / "history.csv") if p.is_file()), None)
+    if history_path is None:
+        return '<p class="muted">No training history (03_finetune did not finish).</p>'
+    history = pd.read_csv(history_path)
+    rel = os.path.relpath(history_path, run_dir)
+    train = _read(run_dir / "train.json")
+    summary = {k: v for k, v in train.items() if not isinstance(v, (dict, list))}
+    model_dir, link = model_location(run_dir)
+    where = link.get("path") or (str(model_dir) if model_dir else "(missing)")
+    return (img_tag(figure_png(training_curves(history)), alt="training curves")
+            + (table_html(pd.DataFrame({"name": list(summary), "value": [_fmt(v) for v in summary.values()]}))
+               if summary else "")
+            + f'<p>Model: <code>{esc(where)}</code>. History: <a href="{esc(rel)}">{esc(rel)}</a></p>'
+            + table_html(history))
+
+
+def evaluation_section(run_dir: Path) -> str:
+    """Every figure 04_evaluate wrote, then every table in metrics.json."""
+    metrics = _read(run_dir / "metrics.json")
+    if not metrics:
+        return '<p class="muted">No metrics.json (04_evaluate did not finish).</p>'
+    figures = sorted((run_dir / "figures").glob("*.png"))
+    gallery = "".join(f'<figure>{file_img(p)}<figcaption>{esc(p.stem.replace("_", " "))}</figcaption></figure>'
+                      for p in figures)
+    return f'<div class="gallery">{gallery}</div>{nested_html(metrics)}'
+
+
+def augment_section(run_dir: Path) -> str:
+    """Augmentation settings and before/after players of 02_augment."""
+    info = _read(run_dir / "augment" / "augment.json")
+    if not info:
+        return '<p class="muted">No augment/augment.json (02_augment did not finish).</p>'
+    rows = []
+    for ex in info.get("examples", []):
+        cells = []
+        for side in ("before", "after"):
+            path = Path(ex[side]) if Path(ex[side]).is_absolute() else run_dir / "augment" / ex[side]
+            if path.is_file():
+                fig = spectrogram_figure(path, title=f"{ex['label']} {side}")
+                cells.append(f"<td>{audio_tag(path)}<br>{img_tag(figure_png(fig))}</td>")
+            else:
+                cells.append(f"<td class='muted'>missing {esc(path.name)}</td>")
+        rows.append(f"<tr><td>{esc(ex['label'])}<br><small>{esc(ex.get('transforms', ''))}</small></td>{''.join(cells)}</tr>")
+    config = nested_html(info.get("config", {}))
+    return (f"<details><summary>settings (seed {esc(info.get('seed', ''))})</summary>{config}</details>"
+            f"<table class='tbl'><tr><th>clip</th><th>before</th><th>after</th></tr>{''.join(rows)}</table>")
+
+
+def data_section(run_dir: Path, *, seed: int = 0) -> str:
+    """Counts and minutes per class, engine, speaker and split; durations; examples to listen to."""
+    path = run_dir / "manifest.csv"
+    if not path.is_file():
+        return '<p class="muted">No manifest.csv (01_collect_data did not finish).</p>'
+    from voicelib.manifest import read_manifest
+
+    df = read_manifest(path)
+    quarantine = run_dir / "quarantine.csv"
+    n_quarantined = len(pd.read_csv(quarantine)) if quarantine.is_file() else 0
+    tables = data_tables(df)
+    parts = [f"<p>{len(df)} clips, {df['duration'].sum() / 60:.1f} minutes, {df['speaker'].nunique()} speakers; "
+             f"{n_quarantined} clips quarantined (<a href='quarantine.csv'>quarantine.csv</a>).</p>"]
+    titles = {"split_by_class": "per split and class", "label": "per class", "engine": "per engine",
+              "speaker": "per speaker"}
+    for key in ("split_by_class", "label", "engine", "speaker"):
+        if key in tables:
+            parts.append(f"<h4>{titles[key]}</h4>{table_html(tables[key], max_rows=25)}")
+    parts.append(img_tag(figure_png(duration_histogram(df)), alt="durations"))
+    parts.append("<h4>examples (first seconds, test split)</h4>" + examples_html(df, seed=seed))
+    return "".join(parts)
+
+
+def model_card(run_dir: Path) -> str:
+    """Intended use, data, performance, limitations and what was not tested, from the run's files."""
+    params = _read(run_dir / "params.json").get("parameters", {})
+    language = params.get("language", "?")
+    data = _read(run_dir / "data_summary.json")
+    metrics = _read(run_dir / "metrics.json")
+    engines = [r["engine"] for r in data.get("tables", {}).get("engine", []) if r.get("label") == "ai"]
+    speakers = {r["label"]: 0 for r in data.get("tables", {}).get("speaker", [])}
+    for r in data.get("tables", {}).get("speaker", []):
+        speakers[r["label"]] += 1
+    limits = [f"Trained on {data.get('clips', '?')} clips ({data.get('minutes', '?')} min): "
+              f"{', '.join(f'{k} {v}' for k, v in data.get('classes', {}).items())}; speakers per class: "
+              f"{', '.join(f'{k} {v}' for k, v in speakers.items())}."]
+    if len(engines) <= 1:
+        limits.append(f"Only one AI engine ({', '.join(engines) or 'none'}): the model may have learnt that engine, "
+                      "not AI speech in general.")
+    if min(speakers.values(), default=0) < 10:
+        limits.append("Fewer than 10 speakers/voices in a class: scores may reflect speakers, not synthesis.")
+    for key in ("verdict", "warning", "shortcut_warning"):
+        if isinstance(find_key(metrics, key), str):
+            limits.append(f"Shortcut probe: {find_key(metrics, key)}")
+            break
+    if int(params.get("epochs", 99)) <= 1:
+        limits.append("One training epoch (smoke run?): this model is a pipeline check, not a usable detector.")
+    eer, auc = find_key(metrics, "eer"), find_key(metrics, "roc_auc")
+    perf = (f"Test EER {_fmt(eer)}, ROC-AUC {_fmt(auc)} on the held-out test split (speakers and groups unseen "
+            "in training; threshold chosen on validation)." if eer is not None else "Not evaluated.")
+    untested = [f"AI engines other than {', '.join(engines) or 'those above'} (new TTS systems, voice cloning "
+                "and voice conversion).", f"Languages other than {language}; code-switched speech.",
+                "Long recordings with several speakers, music or strong background noise.",
+                "Adversarial attacks (noise or filtering designed to fool the detector)."]
+    if not find_key(metrics, "robustness") and "robustness" not in metrics:
+        untested.append("Robustness to noise, codecs and telephone channels (robustness evaluation was off).")
+    li = lambda items: "<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"  # noqa: E731
+    return (f"<h4>Intended use</h4><p>Flag {esc(language)} speech clips that are likely AI-generated (TTS), as one "
+            "signal for a human reviewer. Not for legal or forensic decisions, nor for judging single clips "
+            "without a person listening.</p>"
+            f"<h4>Data</h4><p>{esc(limits[0])} AI engines: {esc(', '.join(engines) or 'none')}.</p>"
+            f"<h4>Performance</h4><p>{esc(perf)}</p><h4>Limitations</h4>{li(limits[1:] or ['none noted'])}"
+            f"<h4>Not tested</h4>{li(untested)}")
+
+
+def environment_section(run_dir: Path) -> str:
+    """Versions, seed, git revision, device and each stage's status and duration, with links."""
+    info = _read(run_dir / "params.json")
+    params, env = info.get("parameters", {}), info.get("environment", {})
+    train = _read(run_dir / "train.json")
+    env = {**env, "seed": params.get("seed"), "device": train.get("device", params.get("device"))}
+    stages = _read(run_dir / "stages.json").get("stages", {})
+    rows = [{"stage": f'<a href="{s}.html">{esc(s)}</a>', "status": esc(v.get("status")),
+             "duration (s)": v.get("duration_s", ""), "error": esc(v.get("error") or "")} for s, v in stages.items()]
+    stage_table = pd.DataFrame(rows).to_html(index=False, escape=False, classes="tbl", border=0) if rows else ""
+    return (table_html(pd.DataFrame({"name": list(env), "value": [str(v) for v in env.values()]}))
+            + f"<h4>stages</h4>{stage_table}<h4>parameters</h4>"
+            + table_html(pd.DataFrame({"name": list(params), "value": [str(v) for v in params.values()]}), max_rows=200))
+
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+main{max-width:1150px;margin:auto;padding:1em 2em}h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;
+padding-top:1em}h4{margin:1em 0 .3em}.muted{color:#888}nav a{margin-right:1em}
+.tbl{border-collapse:collapse;font-size:13px;margin:.3em 0}.tbl td,.tbl th{border:1px solid #ddd;padding:3px 8px;
+text-align:left}.tbl th{background:#f0f0f0}.kpis{display:flex;gap:1em;flex-wrap:wrap}.kpi{background:#fff;
+border:1px solid #ddd;border-radius:6px;padding:.6em 1.2em}.kpi b{display:block;font-size:1.6em}
+.cards,.gallery{display:flex;flex-wrap:wrap;gap:1em}.card{background:#fff;border:1px solid #ddd;padding:.5em;
+font-size:13px}figure{margin:0;background:#fff;border:1px solid #ddd;padding:.3em}figure img{max-width:520px}
+figcaption{font-size:12px;color:#555}.warn{background:#fff4e5;border-left:4px solid #f90;padding:.5em 1em}
+.fail{background:#fdecea;border-left:4px solid #d33;padding:.5em 1em}audio{height:32px;width:260px}
+details{margin:.5em 0}code{background:#eee;padding:0 3px}"""
+
+
+def _header(run_dir: Path) -> str:
+    params = _read(run_dir / "params.json")
+    metrics = _read(run_dir / "metrics.json")
+    kpis = [(k, find_key(metrics, k)) for k in ("eer", "roc_auc", "threshold", "n_test", "ece")]
+    cards = "".join(f'<div class="kpi">{esc(k.replace("_", " "))}<b>{_fmt(v)}</b></div>' for k, v in kpis if v is not None)
+    stages = _read(run_dir / "stages.json").get("stages", {})
+    failed = [f"{s}: {v.get('error')}" for s, v in stages.items() if v.get("status") == "failed"]
+    notes = "".join(f'<p class="fail">{esc(f)}</p>' for f in failed)
+    for key in ("verdict", "warning", "shortcut_warning"):
+        if isinstance(find_key(metrics, key), str):
+            notes += f'<p class="warn">Shortcut probe: {esc(find_key(metrics, key))}</p>'
+            break
+    p = params.get("parameters", {})
+    return (f"<h1>AI-speech detector: {esc(p.get('language', '?'))}</h1><p class='muted'>run {esc(params.get('run_id', run_dir.name))}"
+            f" · started {esc(params.get('created', ''))} · git {esc(params.get('environment', {}).get('git_revision', '?'))}</p>"
+            f"{notes}<div class='kpis'>{cards}</div>")
+
+
+SECTIONS = [("data", "Data", data_section), ("augmentation", "Augmentation", augment_section),
+            ("training", "Training", training_section), ("evaluation", "Evaluation", evaluation_section),
+            ("model-card", "Model card", model_card), ("environment", "Environment", environment_section)]
+
+
+def write_index(run_dir: str | os.PathLike) -> Path:
+    """Write run_dir/index.html: one self-contained page (inline CSS, base64 images and audio, no CDN)."""
+    run_dir = Path(run_dir).resolve()
+    seed = int(_read(run_dir / "params.json").get("parameters", {}).get("seed", 0) or 0)
+    links = " ".join(f'<a href="{s}.html">{esc(t)}</a>' for s, t in STAGE_TITLES.items())
+    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t, _ in SECTIONS)
+    body = [_header(run_dir), f"<nav>{nav}<br><span class='muted'>notebooks:</span> {links}</nav>"]
+    for anchor, title, build in SECTIONS:
+        try:
+            content = build(run_dir, seed=seed) if build is data_section else build(run_dir)
+        except Exception as exc:  # one broken section must not hide the rest of the report
+            log.exception("report section %s failed", anchor)
+            content = f'<p class="fail">This section could not be built: {esc(type(exc).__name__)}: {esc(exc)}</p>'
+        body.append(f'<section id="{anchor}"><h2>{esc(title)}</h2>{content}</section>')
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>voicelib report {esc(run_dir.name)}'
+            f'</title><style>{CSS}</style></head><body><main>{"".join(body)}</main></body></html>\n')
+    with atomic_write(run_dir / "index.html", "w", encoding="utf-8") as handle:
+        handle.write(page)
+    return run_dir / "index.html"
