@@ -1,0 +1,130 @@
+"""Wave augmentations: lengths, determinism, and that each really does what it claims."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from voicelib import augment
+from voicelib.augment import AugmentConfig, Augmenter
+
+SR = 16000
+SAME_LENGTH = ["noise_floor", "gain", "pitch_shift", "reverb", "add_noise", "telephone", "codec"]
+
+
+def _peak_hz(wave: np.ndarray, sr: int = SR) -> float:
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.fft.rfftfreq(len(wave), 1 / sr)[np.argmax(spectrum)])
+
+
+@pytest.mark.parametrize("name", SAME_LENGTH)
+def test_transform_keeps_length_is_seeded_and_changes_the_wave(name, speech):
+    wave = np.array(speech[0][: SR * 2])
+    fn = augment.TRANSFORMS[name]
+    a = fn(wave, SR, np.random.default_rng(1))
+    b = fn(wave, SR, np.random.default_rng(1))
+    assert a.shape == wave.shape and a.dtype == np.float32 and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, wave)
+
+
+def test_telephone_removes_energy_above_4khz(make_noise):
+    noise = make_noise(duration=1.0, amplitude=0.1)
+    out = augment.telephone(noise, SR, np.random.default_rng(0), resample_8k=0.0)
+    freqs = np.fft.rfftfreq(len(out), 1 / SR)
+    power = np.abs(np.fft.rfft(out)) ** 2
+    assert power[freqs > 4000].sum() < 1e-3 * power.sum()
+
+
+def test_pitch_shift_moves_f0_by_the_ratio_and_keeps_length(make_tone):
+    tone = make_tone(400.0, duration=1.0)
+    out = augment.pitch_shift(tone, SR, np.random.default_rng(0), semitones=(3.0, 3.0))
+    assert len(out) == len(tone)
+    assert _peak_hz(out[2000:-2000]) == pytest.approx(400.0 * 2 ** (3 / 12), rel=0.02)
+
+
+def test_time_stretch_changes_duration_not_frequency(make_tone):
+    tone = make_tone(500.0, duration=1.0)
+    out = augment.time_stretch(tone, SR, np.random.default_rng(0), rate=(1.25, 1.25))
+    assert len(out) == pytest.approx(len(tone) / 1.25, abs=200)
+    assert _peak_hz(out[1000:-1000]) == pytest.approx(500.0, rel=0.01)
+    kept = augment.time_stretch(tone, SR, np.random.default_rng(0), rate=(0.8, 0.8), keep_length=True)
+    assert len(kept) == len(tone)
+
+
+def test_add_noise_hits_the_requested_snr(make_tone):
+    tone = make_tone(300.0, duration=1.0)
+    out = augment.add_noise(tone, SR, np.random.default_rng(0), snr_db=(10.0, 10.0), colors=("pink",))
+    snr = 10 * np.log10(np.mean(tone ** 2) / np.mean((out - tone) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.1)
+
+
+def test_codec_round_trip_stays_aligned(speech):
+    wave = np.array(speech[0][:SR])
+    out = augment.codec(wave, SR, np.random.default_rng(0), formats=("mp3",))
+    assert np.corrcoef(out, wave)[0, 1] > 0.9  # same signal, not shifted
+
+
+def test_noise_floor_fills_exact_zero_runs_and_gain_never_clips(make_tone):
+    wave = np.concatenate([make_tone(200.0), np.zeros(SR, np.float32)])
+    assert np.count_nonzero(augment.noise_floor(wave, SR, np.random.default_rng(0))[SR:] == 0) == 0
+    loud = augment.gain(wave * 3, SR, np.random.default_rng(0), db=(6.0, 6.0))
+    assert np.max(np.abs(loud)) <= 0.99 + 1e-6
+
+
+def test_random_crop_length_and_tiles_short_clips_without_zeros(make_tone):
+    short = make_tone(200.0, duration=0.5) + 0.01
+    out = augment.random_crop(short, SR, np.random.default_rng(0), seconds=2.0)
+    assert len(out) == 2 * SR and np.count_nonzero(out == 0) == 0
+    long = make_tone(200.0, duration=3.0)
+    assert len(augment.random_crop(long, SR, np.random.default_rng(0), seconds=1.0)) == SR
+
+
+def test_spec_augment_masks_and_is_seeded():
+    feats = torch.randn(4, 40, 100)
+    a = augment.spec_augment(feats, torch.Generator().manual_seed(0), max_time=0.2, max_freq=10)
+    b = augment.spec_augment(feats, torch.Generator().manual_seed(0), max_time=0.2, max_freq=10)
+    assert a.shape == feats.shape and torch.equal(a, b)
+    assert (a != feats).any()
+    assert augment.spec_augment(feats[0], torch.Generator().manual_seed(0)).shape == (40, 100)
+
+
+def test_augmenter_same_rng_same_result_and_config_round_trip(speech):
+    cfg = AugmentConfig(p_codec=1.0, p_reverb=1.0)
+    wave = np.array(speech[0][:SR])
+    a, applied = Augmenter(cfg).apply(wave, SR, np.random.default_rng(5))
+    b, _ = Augmenter(cfg).apply(wave, SR, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    assert {"codec", "reverb"} <= set(applied)
+    assert AugmentConfig.from_dict(cfg.to_dict()) == cfg
+    none, nothing = Augmenter(AugmentConfig.none()).apply(wave, SR, np.random.default_rng(5))
+    assert nothing == [] and np.array_equal(none, wave)
+    with pytest.raises(ValueError, match="unknown keys"):
+        AugmentConfig.from_dict({"p_flanger": 0.5})
+    with pytest.raises(ValueError, match="probability"):
+        AugmentConfig(p_gain=1.5)
+
+
+def _manifest(speech_file) -> pd.DataFrame:
+    rows = []
+    for label in ("human", "ai"):
+        for i in range(2):
+            path = speech_file(f"{label}{i}.flac", variant=None)
+            rows.append({"path": str(path), "label": label, "language": "english", "speaker": f"{label}{i}",
+                         "hash": f"{label}{i}abcdef", "duration": 2.5, "split": "train" if i == 0 else "val"})
+    return pd.DataFrame(rows)
+
+
+def test_examples_and_materialise_write_leak_free_variants(speech_file, tmp_path):
+    frame = _manifest(speech_file)
+    ex = augment.examples(frame, tmp_path / "aug", n=1, seed=0)
+    assert sorted(ex["label"]) == ["ai", "human"] and all(ex["transforms"] != "")
+    assert (tmp_path / "aug" / "augment.json").is_file() and (tmp_path / "aug" / "examples" / "ai_0_after.wav").is_file()
+    cfg = AugmentConfig(p_gain=1.0)
+    out = augment.materialise(frame, tmp_path / "variants", config=cfg, n_variants=2, seed=0)
+    assert len(out) == 4 and set(out["split"]) == {"train"} and set(out["source"]) == {"augment"}
+    parent = frame.set_index("hash")
+    assert all(parent.loc[out["parent_hash"], "speaker"].to_numpy() == out["speaker"].to_numpy())
+    again = augment.materialise(frame, tmp_path / "variants", config=cfg, n_variants=2, seed=0)
+    assert list(again["hash"]) == list(out["hash"])  # reruns reuse the files
