@@ -73,3 +73,17 @@ def test_usage_errors_exit_2(audio_tree, model_dir):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     proc = run_cli("detect", audio_tree / "one.wav", "--model", model_dir, "--overlap", "1.5")
     assert proc.returncode == 2 and "overlap" in proc.stderr
+
+
+def test_models_list_promote_rollback(model_dir, tmp_path):
+    from voicelib import store
+
+    root = tmp_path / "models"
+    first = store.register(model_dir, root=root, language="telugu", promote=True)
+    second = store.register(model_dir, root=root, language="telugu", promote=True)
+    listed = json.loads(run_cli("models", "list", "--language", "telugu", "--models-root", root).stdout)
+    assert listed == [{"version": first.name, "current": False}, {"version": second.name, "current": True}]
+    proc = run_cli("models", "rollback", "--language", "telugu", "--models-root", root)
+    assert proc.returncode == 0 and store.current("telugu", root=root) == first
+    proc = run_cli("models", "promote", "--language", "te", "--models-root", root, "--entry", "20000101-000000")
+    assert proc.returncode == 2 and "no version" in proc.stderr

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from voicelib.errors import VoiceLibError
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["list", "promote", "rollback"])
     models.add_argument("--language", required=True, help="language whose models to manage")
     models.add_argument("--models-root", default="models", help="model store folder (default: models)")
-    models.add_argument("--entry", help="model entry (directory name or path) to promote")
+    models.add_argument("--entry", help="version (folder name from `models list`) to promote")
     return parser
 
 
@@ -96,15 +97,19 @@ def _models(args: argparse.Namespace) -> int:
     from voicelib import store
 
     if args.action == "list":
-        table = store.list_models(args.language, root=args.models_root)
-        rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
-        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        current = None
+        try:
+            current = store.current(args.language, root=args.models_root).name
+        except VoiceLibError:
+            pass
+        rows = [{"version": v, "current": v == current} for v in store.list_models(args.models_root, args.language)]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif args.action == "promote":
         if not args.entry:
-            raise ValueError("models promote needs --entry (a model directory name from `models list`)")
-        sys.stdout.write(f"{store.promote(args.entry, language=args.language, root=args.models_root)}\n")
+            raise ValueError("models promote needs --entry VERSION (a name printed by `models list`)")
+        sys.stdout.write(f"{store.promote(args.models_root, args.language, Path(args.entry).name)}\n")
     else:
-        sys.stdout.write(f"{store.rollback(args.language, root=args.models_root)}\n")
+        sys.stdout.write(f"{store.rollback(args.models_root, args.language)}\n")
     return 0
 
 
