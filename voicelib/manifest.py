@@ -38,8 +38,10 @@ def to_frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
         raise DataError("manifest has no 'path' column; every row needs the path of its audio file")
     for col in _TEXT_COLUMNS + [c for c in SPLIT_COLUMNS if c in df.columns]:
         df[col] = df[col].fillna("").astype(str) if col in df.columns else ""
-    df["duration"] = pd.to_numeric(df.get("duration", np.nan), errors="coerce")
-    df["sample_rate"] = pd.to_numeric(df.get("sample_rate", 0), errors="coerce").fillna(0).astype(int)
+    df["duration"] = pd.to_numeric(df["duration"], errors="coerce") if "duration" in df.columns else np.nan
+    rate = pd.to_numeric(df["sample_rate"], errors="coerce") if "sample_rate" in df.columns else pd.Series(0, df.index)
+    df["duration"] = df["duration"].astype(float)
+    df["sample_rate"] = rate.fillna(0).astype(int)
     extra = [c for c in df.columns if c not in COLUMNS]
     return df[COLUMNS + extra].reset_index(drop=True)
 

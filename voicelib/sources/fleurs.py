@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from voicelib import audio
 from voicelib.errors import AudioError, SourceUnavailable
+from voicelib.io import read_json, write_json
 from voicelib.languages import FLEURS_CONFIG, language_name
 from voicelib.sources.clips import make_row, store_wave
 from voicelib.sources.online import with_retries
@@ -128,14 +129,20 @@ def _collect_split(out_dir: Path, config: str, split: str, *, want: int | None, 
                    **download_options) -> list[dict]:
     """Collect up to `want` clips of one FLEURS split (seeded choice), downloading the archive only if needed."""
     entries = read_tsv(download(f"data/{config}/{split}.tsv", seed=seed, **download_options))
-    order = np.random.default_rng(seed).permutation(len(entries))
-    chosen = [entries[i] for i in order][: want if want is not None else len(entries)]
     target = out_dir / config / split
+    state = target / "unavailable.json"  # names the archive lacks or that were unsafe: never fetched again
+    unavailable = set(read_json(state)) if state.is_file() else set()
+    order = np.random.default_rng(seed).permutation(len(entries))
+    chosen = [entries[i] for i in order if entries[i]["file_name"] not in unavailable]
+    chosen = chosen[: want if want is not None else len(chosen)]
     paths = {e["file_name"]: target / f"{Path(e['file_name']).stem}.flac" for e in chosen}
     missing = {name: p for name, p in paths.items() if not p.is_file()}
     if missing:
         archive = download(f"data/{config}/audio/{split}.tar.gz", seed=seed, **download_options)
         log.info("FLEURS %s/%s: extracted %d of %d missing clips", config, split, _extract(archive, missing), len(missing))
+        lost = {name for name, p in missing.items() if not p.is_file()}
+        if lost:
+            write_json(state, sorted(unavailable | lost))
     rows = []
     for entry in tqdm(chosen, desc=f"FLEURS {config}/{split}", leave=False):
         path = paths[entry["file_name"]]
