@@ -1,0 +1,63 @@
+"""Benchmark espeak-ng synthesis speed per language (x real time, sentences/s); writes bench/results/espeak.json."""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from voicelib import espeak  # noqa: E402
+from voicelib.io import write_json  # noqa: E402
+from voicelib.languages import LANGUAGES  # noqa: E402
+from voicelib.sources.clips import prompts  # noqa: E402
+
+
+def machine() -> dict:
+    """Name the machine the figures come from."""
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "torch": torch_version}
+
+
+def bench_language(code: str, *, n: int) -> dict:
+    """Synthesise the first `n` prompts of a language and time it (one warm-up call first)."""
+    texts = prompts(code)[:n]
+    espeak.synthesize(texts[0], language=code)
+    seconds_audio, start = 0.0, time.perf_counter()
+    for text in texts:
+        wave, sr = espeak.synthesize(text, language=code)
+        seconds_audio += len(wave) / sr
+    elapsed = time.perf_counter() - start
+    return {"sentences": len(texts), "audio_seconds": round(seconds_audio, 2), "wall_seconds": round(elapsed, 3),
+            "x_real_time": round(seconds_audio / elapsed, 1), "sentences_per_second": round(len(texts) / elapsed, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sentences", type=int, default=40, help="prompts per language")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "espeak.json")
+    args = parser.parse_args()
+    results = {code: bench_language(code, n=args.sentences) for code in LANGUAGES.values()}
+    for code, r in results.items():
+        print(f"{code}: {r['x_real_time']:6.1f} x real time, {r['sentences_per_second']:5.1f} sentences/s")
+    write_json(args.out, {"benchmark": "espeak-ng synthesis (voicelib.espeak.synthesize, default voice)",
+                          "machine": machine(), "results": results,
+                          "note": "single process; each call loads a fresh copy of the library for repeatable output"})
+
+
+if __name__ == "__main__":
+    main()
