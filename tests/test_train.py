@@ -1,0 +1,155 @@
+"""Training: refusals, outputs, determinism, resume, fine-tune modes; the segment dataset it uses."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from voicelib import train
+from voicelib.augment import AugmentConfig
+from voicelib.cache import AudioCache
+from voicelib.data import SegmentDataset
+from voicelib.errors import DataError
+from voicelib.features import FeatureConfig
+from voicelib.io import read_json
+from voicelib.model import ModelConfig
+
+TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
+LIGHT_AUG = AugmentConfig(p_time_stretch=0.0, p_pitch_shift=0.0, p_codec=0.3, p_reverb=0.3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks run fastest (and most repeatably) on one thread, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def toy_manifest(root, *, n_per_class=6, seconds=1.5, sr=16000, languages=("english", "hindi")) -> pd.DataFrame:
+    """Artificial 'human' (modulated, noisy harmonics) and 'ai' (clean harmonics) clips, speaker-disjoint splits."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sr)) / sr
+    rows = []
+    for label in ("human", "ai"):
+        for i in range(n_per_class):
+            f0 = rng.uniform(100, 220)
+            wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+            if label == "human":
+                wave = wave * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.3 * rng.standard_normal(len(t))
+            path = root / f"{label}_{i}.flac"
+            sf.write(path, (0.1 * wave / np.abs(wave).max()).astype(np.float32), sr)
+            split = "val" if i % 3 == 2 else "train"
+            rows.append({"path": str(path), "label": label, "language": languages[i % len(languages)],
+                         "speaker": f"{label}{i % 3}", "hash": f"{label}{i:04d}", "duration": seconds, "split": split})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> pd.DataFrame:
+    return toy_manifest(tmp_path_factory.mktemp("toy"))
+
+
+def _fit(toy, out_dir, **kw):
+    options = dict(model_config=TINY, augment_config=LIGHT_AUG, epochs=2, batch_size=4, lr=3e-3, seed=0,
+                   device="cpu", progress=False, cache_dir=out_dir.parent / "cache")
+    return train.fit(toy, out_dir=out_dir, **{**options, **kw})
+
+
+def _weights(model_dir):
+    return torch.load(model_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def test_refuses_a_split_without_both_classes(toy, tmp_path):
+    broken = toy.copy()
+    broken.loc[(broken["split"] == "val") & (broken["label"] == "human"), "split"] = "train"
+    with pytest.raises(DataError, match="val split has no human"):
+        _fit(broken, tmp_path / "m")
+    with pytest.raises(DataError, match="missing columns"):
+        _fit(toy.drop(columns=["speaker"]), tmp_path / "m")
+
+
+def test_fit_writes_model_dir_and_is_deterministic_and_resumable(toy, tmp_path):
+    a = _fit(toy, tmp_path / "a")
+    b = _fit(toy, tmp_path / "b")
+
+    def stop(epoch, row):
+        raise KeyboardInterrupt  # simulate an interrupted run after epoch 1
+
+    with pytest.raises(KeyboardInterrupt):
+        _fit(toy, tmp_path / "c", on_epoch_end=stop)
+    assert list(pd.read_csv(tmp_path / "c" / "history.csv")["epoch"]) == [1]
+    c = _fit(toy, tmp_path / "c", resume=True)
+    assert list(c.history["epoch"]) == [1, 2]
+    drop = ["seconds"]
+    pd.testing.assert_frame_equal(a.history.drop(columns=drop), b.history.drop(columns=drop))
+    pd.testing.assert_frame_equal(a.history.drop(columns=drop), c.history.drop(columns=drop))
+    wa, wb, wc = _weights(a.model_dir), _weights(b.model_dir), _weights(c.model_dir)
+    assert all(torch.equal(wa[k], wb[k]) and torch.equal(wa[k], wc[k]) for k in wa)
+    for name in ("model.safetensors", "config.json", "metrics.json", "history.csv"):
+        assert (a.model_dir / name).is_file()
+    config, metrics = read_json(a.model_dir / "config.json"), read_json(a.model_dir / "metrics.json")
+    assert {"threshold", "calibration", "features", "training", "data", "versions"} <= set(config)
+    assert config["training"]["seed"] == 0 and config["language_head_active"] is True
+    assert metrics["n_val_ai"] > 0 and metrics["n_val_human"] > 0 and 0.0 <= metrics["val_eer"] <= 1.0
+    assert {"train_loss", "train_ai_loss", "train_multi_loss", "val_loss", "val_eer", "lr"} <= set(a.history.columns)
+    again = _fit(toy, tmp_path / "a", epochs=1)  # an earlier model is moved aside, never overwritten
+    assert again.model_dir == tmp_path / "a" and len(list(tmp_path.glob("a.*.bak"))) == 1
+
+
+@pytest.mark.parametrize("mode", ["head", "frozen", "full"])
+def test_fine_tune_modes_change_only_what_they_should(toy, tmp_path, mode):
+    base = _fit(toy, tmp_path / "base", epochs=1).model_dir
+    transfer = toy.assign(language="telugu")  # another language's model as the starting point
+    result = _fit(transfer, tmp_path / mode, epochs=1, mode=mode, base_model=base)
+    before, after = load_file(str(base / "model.safetensors")), load_file(str(result.model_dir / "model.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    backbone = {k for k in changed if not k.startswith("heads.")}
+    if mode == "full":
+        assert backbone
+    else:
+        assert not backbone  # weights and BatchNorm statistics of a frozen backbone stay as they were
+        assert any(k.startswith("heads.ai.") for k in changed)
+    if mode == "head":
+        assert changed <= {"heads.ai.weight", "heads.ai.bias"}
+    config = read_json(result.model_dir / "config.json")
+    assert config["training"]["mode"] == mode and config["training"]["base_model"] == str(base)
+    assert result.best_val_eer == read_json(result.model_dir / "metrics.json")["val_eer"]
+
+
+def test_requires_grad_per_mode_and_mode_errors(tmp_path):
+    from voicelib.model import build_model
+
+    model = build_model(TINY)
+    train.set_trainable(model, "head")
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"heads.ai.weight", "heads.ai.bias"}
+    train.set_trainable(model, "frozen")
+    assert all(p.requires_grad == n.startswith("heads.") for n, p in model.named_parameters())
+    with pytest.raises(ValueError, match="base_model"):
+        train.prepare_model("head", TINY, None, 0)
+    with pytest.raises(ValueError, match="unknown"):
+        train.prepare_model("partial", TINY, None, 0)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    factors = [train.lr_factor(s, total=100, warmup=10) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(x >= y for x, y in zip(factors[10:], factors[11:])) and factors[-1] < 0.05
+
+
+def test_dataset_mixtures_language_mask_and_val_crops(toy, tmp_path):
+    cache = AudioCache(tmp_path / "cache", 16000)
+    train_rows = toy[toy["split"] == "train"]
+    ds = SegmentDataset(train_rows, cache, segment_seconds=1.0, train=True, mix_prob=1.0, language_head=True, seed=1)
+    item = ds[0]
+    assert item["wave"].shape == (16000,) and item["multi"] == 1.0 and item["ai_mask"] == 1.0
+    assert item["language"] in (0, 1)  # english / hindi in LANGUAGE_NAMES order
+    torch.testing.assert_close(ds[0]["wave"], item["wave"])  # same (seed, epoch, index): same segment
+    masked = SegmentDataset(train_rows, cache, segment_seconds=1.0, train=True, language_head=False)
+    assert masked[0]["language"] == -1 and masked[0]["multi"] == 0.0
+    val = SegmentDataset(toy[toy["split"] == "val"], cache, segment_seconds=1.0, train=False)
+    assert len(val) == 2 * 4  # 1.5 s clips give two 1 s crops each
