@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cli = {FLAGS[k]: v for k, v in vars(args).items() if k in FLAGS and v is not None}
+        if args.base_model and not args.mode:
+            cli["mode"] = "full"  # a base model means fine-tuning; --mode frozen/head narrows it
         cli.update(pipeline.parse_set(args.set))
         run_dir = pipeline.run(STAGES, language=args.language, cli=cli, config=args.config, smoke=args.smoke,
                                run_dir=args.run_dir, reports_dir=args.reports_dir, resume=args.resume,

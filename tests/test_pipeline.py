@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from voicelib import pipeline
@@ -121,6 +122,7 @@ def _speech_root(tmp_path: Path) -> Path:
     import soundfile as sf
 
     root = tmp_path / "speech"
+    rng = np.random.default_rng(0)
     sentences = ["namaste aap kaise hain", "aaj mausam achchha hai", "yah ek pariksha hai", "ham ghar ja rahe hain",
                  "kal subah milenge", "pani garam hai"]
     voices = {"human": ["m1", "m3", "f2", "m7"], "ai": ["f4", "m2", "f1"]}
@@ -128,6 +130,7 @@ def _speech_root(tmp_path: Path) -> Path:
         for v, variant in enumerate(variants):
             for i, text in enumerate(sentences):
                 wave, sr = espeak.synthesize(text, language="hi", variant=variant, pitch=40 + 5 * v, rate=140 + 10 * v)
+                wave = wave + 0.002 * rng.standard_normal(wave.size).astype(np.float32)  # a microphone's noise floor
                 path = root / "hindi" / label / f"local-{label}{v}-{i:04d}.wav"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 sf.write(path, wave, sr)

@@ -51,9 +51,13 @@ def run_dir(tmp_path: Path) -> Path:
     ax.plot([0, 1], [0, 1])
     fig.savefig(run / "figures" / "roc.png")
     plt.close(fig)
-    metrics = {"test": {"eer": 0.125, "roc_auc": 0.93, "threshold": 0.41, "n_test": 4},
-               "per_engine": {"espeak-ng": {"eer": 0.1, "n": 2}, "human": {"eer": 0.2, "n": 2}},
-               "shortcut_probe": {"eer": 0.2, "verdict": "trivial cues separate the classes (EER 0.20)"}}
+    metrics = {"eer": 0.125, "roc_auc": 0.93, "threshold": 0.41, "n_test": 4, "ci": {"eer": [0.05, 0.3]},
+               "breakdowns": {"engine": {"espeak-ng": {"eer": 0.1, "n": 2}, "human": {"eer": 0.2, "n": 2}}},
+               "baselines": {"lfcc_gmm": {"eer": 0.3, "roc_auc": 0.7},
+                             "shortcut_probe": {"eer": 0.2, "verdict": "shortcuts", "weights": {"rms_dbfs": 1.5}}},
+               "calibration": {"method": "platt", "ece_test_after": 0.04},
+               "shortcut_warning": "SHORTCUT WARNING: trivial cues separate the classes (EER 0.20)",
+               "figures": {"roc": "figures/roc.png"}}
     (run / "metrics.json").write_text(json.dumps(metrics))
     (run / "params.json").write_text(json.dumps({"run_id": run.name, "created": "2026-01-01T00:00:00",
         "parameters": {"language": "hindi", "seed": 3, "epochs": 3, "device": "cpu"},
@@ -101,7 +105,9 @@ def test_write_index_is_self_contained(run_dir: Path) -> None:
     assert "could not be built" not in page
     assert page.count("data:image/png;base64,") >= 5 and "<audio controls" in page
     assert not re.search(r'(src|href)="https?://', page)  # no CDN, no remote content
-    assert "0.125" in page and "trivial cues separate the classes" in page  # KPI and shortcut warning
+    assert "0.125" in page and "0.05–0.3" in page and "trivial cues separate the classes" in page
+    assert "lfcc_gmm" in page and "rms_dbfs" in page and "per engine" in page
+    assert "not evaluated in this run" in page  # no robustness table: said so, in the model card too
     assert 'href="history.csv"' in page and 'href="01_collect_data.html"' in page
     assert "Only one AI engine (espeak-ng)" in page
 
@@ -122,4 +128,3 @@ def test_training_curves_and_nested_tables() -> None:
     assert len(fig.axes[0].lines) == 1 and len(fig.axes[1].lines) == 1
     html = report.nested_html({"eer": 0.1, "per_language": {"hindi": {"eer": 0.1}, "tamil": {"eer": 0.3}}})
     assert "per language" in html and "tamil" in html
-    assert report.find_key({"a": {"b": {"eer": 0.2}}, "eer_ci": [0.1, 0.3]}, "eer") == 0.2

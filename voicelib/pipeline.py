@@ -316,6 +316,7 @@ def render_html(notebook: Path, html: Path | None = None) -> Path:
 
     notebook = Path(notebook)
     html = Path(html or notebook.with_suffix(".html"))
+    logging.getLogger("traitlets").setLevel(logging.ERROR)  # nbconvert's alt-text notes are noise here
     exporter = HTMLExporter(embed_images=True)
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     with atomic_write(html, "w", encoding="utf-8") as handle:
@@ -367,8 +368,8 @@ def _render_quietly(notebook: Path, echo: Callable[[str], None]) -> None:
 
 # ---------------------------------------------------------------- the whole run
 
-SMOKE = {"limit": 16, "epochs": 1, "width": 8, "batch_size": 8, "augment_examples": 2, "n_variants": 0,
-         "bootstrap": 50, "robustness": False, "segment_seconds": 2.0}  # finishes in minutes on CPU
+SMOKE = {"limit": 16, "epochs": 1, "width": 8, "batch_size": 8, "augment_examples": 2, "promote": False,
+         "bootstrap": 50, "robustness": False, "segment_seconds": 2.0, "gmm_components": 4}  # finishes in minutes on CPU
 
 
 def run(stages: list[str], *, language: str | None, cli: dict[str, Any], config: str | None = None,

@@ -1,9 +1,6 @@
 """Figures, tables and the self-contained index.html built only from the files the stages wrote."""
 from __future__ import annotations
 
-import base64
-import html
-import io
 import logging
 import os
 from pathlib import Path
@@ -13,71 +10,13 @@ import numpy as np
 import pandas as pd
 
 from voicelib.io import atomic_write, read_json, write_json
+from voicelib.report_html import (CLIP_SECONDS, CSS, SR, audio_tag, esc, figure_png, file_img, fmt, img_tag, kv_table,
+                                  load_clip, nested_html, records_table, table_html)
 
 log = logging.getLogger(__name__)
 
-SR = 16000
-CLIP_SECONDS = 4.0  # audio players keep the first seconds only, to keep the page small
 STAGE_TITLES = {"01_collect_data": "Collect data", "02_augment": "Augment", "03_finetune": "Fine-tune",
                 "04_evaluate": "Evaluate", "05_report": "Report"}
-
-
-# ---------------------------------------------------------------- small HTML pieces
-
-
-def esc(value: object) -> str:
-    """HTML-escape any value."""
-    return html.escape(str(value))
-
-
-def table_html(df: pd.DataFrame, *, index: bool = False, max_rows: int = 60) -> str:
-    """Render a DataFrame as a plain HTML table (rounded floats, long tables cut with a note)."""
-    if df is None or len(df) == 0:
-        return '<p class="muted">(empty)</p>'
-    more = len(df) - max_rows
-    body = df.head(max_rows).to_html(index=index, classes="tbl", border=0, na_rep="",
-                                     float_format=lambda x: f"{x:.4g}")
-    return body + (f'<p class="muted">... {more} more rows</p>' if more > 0 else "")
-
-
-def figure_png(fig: Any, *, dpi: int = 90) -> str:
-    """Return a matplotlib figure as base64 PNG and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def img_tag(png_b64: str, *, alt: str = "", width: int | None = None) -> str:
-    """An <img> with inline base64 PNG data."""
-    style = f' style="max-width:{width}px"' if width else ""
-    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{png_b64}"{style}>'
-
-
-def file_img(path: str | os.PathLike, *, alt: str = "") -> str:
-    """Embed a PNG file as an <img> (nothing when the file is missing)."""
-    path = Path(path)
-    if not path.is_file():
-        return ""
-    return img_tag(base64.b64encode(path.read_bytes()).decode("ascii"), alt=alt or path.stem)
-
-
-def _wave(path: str | os.PathLike, seconds: float) -> np.ndarray:
-    from voicelib import audio
-
-    return audio.load(path, sr=SR)[: int(seconds * SR)]
-
-
-def audio_tag(path: str | os.PathLike, *, seconds: float = CLIP_SECONDS) -> str:
-    """An <audio> player with the first seconds of a clip inlined as 16 kHz 16-bit WAV."""
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, _wave(path, seconds), SR, format="WAV", subtype="PCM_16")
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<audio controls preload="none" src="data:audio/wav;base64,{data}"></audio>'
 
 
 # ---------------------------------------------------------------- figures
@@ -88,7 +27,7 @@ def spectrogram_figure(path: str | os.PathLike, *, title: str = "", seconds: flo
     import librosa
     import matplotlib.pyplot as plt
 
-    wave = _wave(path, seconds)
+    wave = load_clip(path, seconds)
     mel = librosa.feature.melspectrogram(y=wave, sr=SR, n_fft=512, hop_length=160, n_mels=80, fmax=8000)
     fig, ax = plt.subplots(figsize=(4.2, 1.9))
     ax.imshow(librosa.power_to_db(mel + 1e-10, ref=np.max, top_db=80), origin="lower", aspect="auto",
@@ -210,7 +149,7 @@ def clip_browser(df: pd.DataFrame) -> Any:
         out.clear_output()
         with out:
             if clip.value:
-                display(Audio(_wave(clip.value, 15.0), rate=SR))
+                display(Audio(load_clip(clip.value, 15.0), rate=SR))
 
     label.observe(on_label, "value")
     engine.observe(on_engine, "value")
@@ -224,43 +163,6 @@ def clip_browser(df: pd.DataFrame) -> Any:
 
 def _read(path: Path) -> Any:
     return read_json(path) if path.is_file() else {}
-
-
-def find_key(obj: Any, key: str) -> Any:
-    """First value stored under `key` anywhere in nested dicts (breadth first), or None."""
-    queue = [obj]
-    while queue:
-        item = queue.pop(0)
-        if isinstance(item, dict):
-            if key in item and not isinstance(item[key], (dict, list)):
-                return item[key]
-            queue.extend(v for v in item.values() if isinstance(v, dict))
-    return None
-
-
-def nested_html(obj: Any, *, depth: int = 0) -> str:
-    """Render nested metrics: scalars as a two-column table, dicts of dicts and lists of records as tables."""
-    if isinstance(obj, list):
-        return table_html(pd.DataFrame(obj)) if obj and all(isinstance(r, dict) for r in obj) else esc(obj)
-    if not isinstance(obj, dict):
-        return esc(obj)
-    scalars = {k: v for k, v in obj.items() if not isinstance(v, (dict, list))}
-    parts = [table_html(pd.DataFrame({"name": list(scalars), "value": [_fmt(v) for v in scalars.values()]}))] if scalars else []
-    for key, value in obj.items():
-        if key in scalars:
-            continue
-        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()) \
-                and all(not isinstance(x, (dict, list)) for v in value.values() for x in v.values()):
-            inner = table_html(pd.DataFrame(value).T.reset_index(names=key))
-        else:
-            inner = nested_html(value, depth=depth + 1)
-        tag = "h4" if depth == 0 else "h5"
-        parts.append(f"<{tag}>{esc(key.replace('_', ' '))}</{tag}>{inner}")
-    return "".join(parts)
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def model_location(run_dir: Path) -> tuple[Path | None, dict[str, Any]]:
@@ -282,21 +184,56 @@ def training_section(run_dir: Path) -> str:
     model_dir, link = model_location(run_dir)
     where = link.get("path") or (str(model_dir) if model_dir else "(missing)")
     return (img_tag(figure_png(training_curves(history)), alt="training curves")
-            + (table_html(pd.DataFrame({"name": list(summary), "value": [_fmt(v) for v in summary.values()]}))
+            + (table_html(pd.DataFrame({"name": list(summary), "value": [fmt(v) for v in summary.values()]}))
                if summary else "")
             + f'<p>Model: <code>{esc(where)}</code>. History: <a href="{esc(rel)}">{esc(rel)}</a></p>'
             + table_html(history))
 
 
+HEADLINE = ("eer", "roc_auc", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "threshold", "n_test")
+
+
 def evaluation_section(run_dir: Path) -> str:
-    """Every figure 04_evaluate wrote, then every table in metrics.json."""
-    metrics = _read(run_dir / "metrics.json")
-    if not metrics:
+    """Headline metrics with intervals, the figures, baselines, breakdowns, robustness and calibration."""
+    m = _read(run_dir / "metrics.json")
+    if not m:
         return '<p class="muted">No metrics.json (04_evaluate did not finish).</p>'
-    figures = sorted((run_dir / "figures").glob("*.png"))
-    gallery = "".join(f'<figure>{file_img(p)}<figcaption>{esc(p.stem.replace("_", " "))}</figcaption></figure>'
-                      for p in figures)
-    return f'<div class="gallery">{gallery}</div>{nested_html(metrics)}'
+    ci = m.get("ci", {})
+    head = pd.DataFrame([{"metric": k, "value": fmt(m[k]),
+                          "95% interval": "–".join(fmt(x) for x in ci[k]) if isinstance(ci.get(k), list) else ""}
+                         for k in HEADLINE if k in m])
+    parts = [f'<p class="warn">{esc(m["shortcut_warning"])}</p>' if m.get("shortcut_warning") else "",
+             f"<div class='row'><div>{table_html(head)}<p class='muted'>{esc(ci.get('resampling', ''))}</p></div>"]
+    base = m.get("baselines", {})
+    if base:
+        rows = {"model (this run)": m, **base}
+        parts.append("<div><h4>baselines, same test clips</h4>" + table_html(pd.DataFrame(
+            [{"scorer": k, **{c: fmt(v[c]) for c in ("eer", "roc_auc", "accuracy") if c in v}} for k, v in rows.items()]))
+            + "</div>")
+    parts.append("</div>")
+    figures = m.get("figures") or {p.stem: f"figures/{p.name}" for p in sorted((run_dir / "figures").glob("*.png"))}
+    parts.append('<div class="gallery">' + "".join(
+        f'<figure>{file_img(run_dir / rel)}<figcaption>{esc(name.replace("_", " "))}</figcaption></figure>'
+        for name, rel in figures.items()) + "</div>")
+    for column, table in m.get("breakdowns", {}).items():
+        parts.append(f"<h4>per {esc(column)}</h4>{records_table(table, column)}")
+    probe = base.get("shortcut_probe", {})
+    if probe:
+        parts.append(f"<h4>shortcut probe: {esc(probe.get('verdict', ''))}</h4><p>A logistic regression on trivial "
+                     "cues only (level, silence, zero runs, bandwidth, duration). Its weights:</p>"
+                     + kv_table(probe.get("weights", {})))
+    if m.get("robustness"):
+        parts.append("<h4>robustness (test clips degraded)</h4>" + (records_table(m["robustness"], "condition")
+                     if all(isinstance(v, dict) for v in m["robustness"].values()) else nested_html(m["robustness"])))
+    else:
+        parts.append('<h4>robustness</h4><p class="muted">not evaluated in this run (robustness=False)</p>')
+    for key in ("calibration", "inconclusive", "val_check"):
+        if isinstance(m.get(key), dict):
+            parts.append(f"<h4>{esc(key.replace('_', ' '))}</h4>{kv_table(m[key])}")
+    rest = {k: v for k, v in m.items() if k not in {*HEADLINE, "ci", "baselines", "figures", "breakdowns", "robustness",
+                                                   "calibration", "inconclusive", "val_check", "shortcut_warning"}}
+    parts.append(f"<details><summary>all other values in metrics.json</summary>{nested_html(rest)}</details>")
+    return "".join(parts)
 
 
 def augment_section(run_dir: Path) -> str:
@@ -333,12 +270,13 @@ def data_section(run_dir: Path, *, seed: int = 0) -> str:
     tables = data_tables(df)
     parts = [f"<p>{len(df)} clips, {df['duration'].sum() / 60:.1f} minutes, {df['speaker'].nunique()} speakers; "
              f"{n_quarantined} clips quarantined (<a href='quarantine.csv'>quarantine.csv</a>).</p>"]
-    titles = {"split_by_class": "per split and class", "label": "per class", "engine": "per engine",
-              "speaker": "per speaker"}
-    for key in ("split_by_class", "label", "engine", "speaker"):
-        if key in tables:
-            parts.append(f"<h4>{titles[key]}</h4>{table_html(tables[key], max_rows=25)}")
-    parts.append(img_tag(figure_png(duration_histogram(df)), alt="durations"))
+    titles = {"split_by_class": "per split and class", "label": "per class", "engine": "per engine"}
+    parts.append("<div class='row'>" + "".join(f"<div><h4>{t}</h4>{table_html(tables[k])}</div>"
+                                               for k, t in titles.items() if k in tables)
+                 + f"<div>{img_tag(figure_png(duration_histogram(df)), alt='durations')}</div></div>")
+    if "speaker" in tables:
+        parts.append(f"<details><summary>per speaker ({df['speaker'].nunique()} speakers)</summary>"
+                     f"{table_html(tables['speaker'], max_rows=200)}</details>")
     parts.append("<h4>examples (first seconds, test split)</h4>" + examples_html(df, seed=seed))
     return "".join(parts)
 
@@ -361,20 +299,18 @@ def model_card(run_dir: Path) -> str:
                       "not AI speech in general.")
     if min(speakers.values(), default=0) < 10:
         limits.append("Fewer than 10 speakers/voices in a class: scores may reflect speakers, not synthesis.")
-    for key in ("verdict", "warning", "shortcut_warning"):
-        if isinstance(find_key(metrics, key), str):
-            limits.append(f"Shortcut probe: {find_key(metrics, key)}")
-            break
+    if metrics.get("shortcut_warning"):
+        limits.append(str(metrics["shortcut_warning"]))
     if int(params.get("epochs", 99)) <= 1:
         limits.append("One training epoch (smoke run?): this model is a pipeline check, not a usable detector.")
-    eer, auc = find_key(metrics, "eer"), find_key(metrics, "roc_auc")
-    perf = (f"Test EER {_fmt(eer)}, ROC-AUC {_fmt(auc)} on the held-out test split (speakers and groups unseen "
+    eer, auc = metrics.get("eer"), metrics.get("roc_auc")
+    perf = (f"Test EER {fmt(eer)}, ROC-AUC {fmt(auc)} on the held-out test split (speakers and groups unseen "
             "in training; threshold chosen on validation)." if eer is not None else "Not evaluated.")
     untested = [f"AI engines other than {', '.join(engines) or 'those above'} (new TTS systems, voice cloning "
                 "and voice conversion).", f"Languages other than {language}; code-switched speech.",
                 "Long recordings with several speakers, music or strong background noise.",
                 "Adversarial attacks (noise or filtering designed to fool the detector)."]
-    if not find_key(metrics, "robustness") and "robustness" not in metrics:
+    if not metrics.get("robustness"):
         untested.append("Robustness to noise, codecs and telephone channels (robustness evaluation was off).")
     li = lambda items: "<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"  # noqa: E731
     return (f"<h4>Intended use</h4><p>Flag {esc(language)} speech clips that are likely AI-generated (TTS), as one "
@@ -400,31 +336,19 @@ def environment_section(run_dir: Path) -> str:
             + table_html(pd.DataFrame({"name": list(params), "value": [str(v) for v in params.values()]}), max_rows=200))
 
 
-CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
-main{max-width:1150px;margin:auto;padding:1em 2em}h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;
-padding-top:1em}h4{margin:1em 0 .3em}.muted{color:#888}nav a{margin-right:1em}
-.tbl{border-collapse:collapse;font-size:13px;margin:.3em 0}.tbl td,.tbl th{border:1px solid #ddd;padding:3px 8px;
-text-align:left}.tbl th{background:#f0f0f0}.kpis{display:flex;gap:1em;flex-wrap:wrap}.kpi{background:#fff;
-border:1px solid #ddd;border-radius:6px;padding:.6em 1.2em}.kpi b{display:block;font-size:1.6em}
-.cards,.gallery{display:flex;flex-wrap:wrap;gap:1em}.card{background:#fff;border:1px solid #ddd;padding:.5em;
-font-size:13px}figure{margin:0;background:#fff;border:1px solid #ddd;padding:.3em}figure img{max-width:520px}
-figcaption{font-size:12px;color:#555}.warn{background:#fff4e5;border-left:4px solid #f90;padding:.5em 1em}
-.fail{background:#fdecea;border-left:4px solid #d33;padding:.5em 1em}audio{height:32px;width:260px}
-details{margin:.5em 0}code{background:#eee;padding:0 3px}"""
-
-
 def _header(run_dir: Path) -> str:
     params = _read(run_dir / "params.json")
     metrics = _read(run_dir / "metrics.json")
-    kpis = [(k, find_key(metrics, k)) for k in ("eer", "roc_auc", "threshold", "n_test", "ece")]
-    cards = "".join(f'<div class="kpi">{esc(k.replace("_", " "))}<b>{_fmt(v)}</b></div>' for k, v in kpis if v is not None)
+    base = metrics.get("baselines", {})
+    kpis = [("test EER", metrics.get("eer")), ("ROC-AUC", metrics.get("roc_auc")), ("test clips", metrics.get("n_test")),
+            ("LFCC-GMM EER", base.get("lfcc_gmm", {}).get("eer")),
+            ("shortcut-probe EER", base.get("shortcut_probe", {}).get("eer"))]
+    cards = "".join(f'<div class="kpi">{esc(k)}<b>{fmt(v)}</b></div>' for k, v in kpis if v is not None)
     stages = _read(run_dir / "stages.json").get("stages", {})
     failed = [f"{s}: {v.get('error')}" for s, v in stages.items() if v.get("status") == "failed"]
     notes = "".join(f'<p class="fail">{esc(f)}</p>' for f in failed)
-    for key in ("verdict", "warning", "shortcut_warning"):
-        if isinstance(find_key(metrics, key), str):
-            notes += f'<p class="warn">Shortcut probe: {esc(find_key(metrics, key))}</p>'
-            break
+    if metrics.get("shortcut_warning"):
+        notes += f'<p class="warn">{esc(metrics["shortcut_warning"])}</p>'
     p = params.get("parameters", {})
     return (f"<h1>AI-speech detector: {esc(p.get('language', '?'))}</h1><p class='muted'>run {esc(params.get('run_id', run_dir.name))}"
             f" · started {esc(params.get('created', ''))} · git {esc(params.get('environment', {}).get('git_revision', '?'))}</p>"
