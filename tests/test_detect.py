@@ -27,7 +27,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def detector(tiny_model):
-    return Detector.load(tiny_model)
+    return Detector.load(tiny_model, backend="torch")
 
 
 def test_chunk_bounds_of_a_seven_second_file():
@@ -152,3 +152,35 @@ def test_store_language_lookup(tmp_path, tiny_model):
     assert det.sample_rate == SR
     with pytest.raises(ModelError, match="no current model"):
         Detector.load(language="tamil", models_root=tmp_path / "models")
+
+
+def test_inference_copy_gives_the_same_outputs(tiny_model):
+    import torch
+
+    from voicelib.detect import inference_copy
+
+    model, _ = store.load_model(tiny_model)
+    gen = torch.Generator().manual_seed(0)
+    for m in model.modules():  # non-trivial statistics and affine terms, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen))
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.randn(m.num_features, generator=gen))
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen))
+    feats = torch.randn(3, 80, 120)
+    with torch.inference_mode():
+        a, b = model(feats), inference_copy(model)(feats)
+    for key in ("ai", "language", "multi"):
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+
+
+def test_onnx_backend_matches_torch(tiny_model, make_noise):
+    pytest.importorskip("onnxruntime")
+    waves = [make_noise(duration=d, seed=i) for i, d in enumerate((0.7, 5.0))]
+    fast = Detector.load(tiny_model, backend="onnx").score_arrays(waves, SR)
+    ref = Detector.load(tiny_model, backend="torch").score_arrays(waves, SR)
+    for f, r in zip(fast, ref):
+        assert f["aiLogit"] == pytest.approx(r["aiLogit"], abs=1e-4)
+        assert [c["score"] for c in f["chunks"]] == pytest.approx([c["score"] for c in r["chunks"]], abs=1e-4)
+    with pytest.raises(ValueError, match="backend"):
+        Detector.load(tiny_model, backend="tensorrt")

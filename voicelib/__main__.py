@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
     det.add_argument("--band", type=float, default=None, help="inconclusive half-width around the threshold (default 0.1)")
     det.add_argument("--device", default="cpu", help="cpu or cuda")
+    det.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                     help="network runtime (auto: onnxruntime on CPU when installed)")
     models = sub.add_parser("models", help="list, promote or roll back stored models")
     models.add_argument("action", choices=["list", "promote", "rollback"])
     models.add_argument("--language", required=True, help="language whose models to manage")
@@ -84,7 +86,7 @@ def _detect(args: argparse.Namespace) -> int:
     if args.chunk_duration <= 0 or not 0.0 <= args.overlap < 1.0:
         raise ValueError("--chunk-duration must be > 0 and --overlap in [0, 1)")
     detector = Detector.load(args.model, language=args.language, models_root=args.models_root, device=args.device,
-                             band=DEFAULT_BAND if args.band is None else args.band)
+                             band=DEFAULT_BAND if args.band is None else args.band, backend=args.backend)
     results, n_failed = detect_paths(args.paths, detector, chunk_duration=args.chunk_duration, overlap=args.overlap)
     sys.stdout.write(format_results(results, args.format))
     for r in results:

@@ -67,6 +67,41 @@ def classify(prob: float, threshold: float, *, band: float = DEFAULT_BAND) -> tu
     return (AI if prob >= threshold else HUMAN), float(confidence)
 
 
+def inference_copy(model):
+    """A copy of the network for inference: BatchNorm folded into the convolutions, channels-last layout.
+
+    Same outputs (to float rounding) with about half the CPU time of the eval-mode original.
+    """
+    import copy
+
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fast = copy.deepcopy(model).eval()
+    for module in list(fast.modules()):
+        for conv, bn in (("conv1", "bn1"), ("conv2", "bn2")):
+            c, b = getattr(module, conv, None), getattr(module, bn, None)
+            if isinstance(c, torch.nn.Conv2d) and isinstance(b, torch.nn.BatchNorm2d):
+                setattr(module, conv, fuse_conv_bn_eval(c, b))
+                setattr(module, bn, torch.nn.Identity())
+        if isinstance(module, torch.nn.Sequential) and len(module) == 2 and isinstance(module[1], torch.nn.BatchNorm2d):
+            module[0], module[1] = fuse_conv_bn_eval(module[0], module[1]), torch.nn.Identity()
+    return fast.to(memory_format=torch.channels_last)
+
+
+def _pick_backend(backend: str, device: str) -> str:
+    """Resolve "auto" to onnx (CPU with onnxruntime installed) or torch; refuse unknown names."""
+    if backend not in ("auto", "torch", "onnx"):
+        raise ValueError(f"backend {backend!r} unknown; use auto, torch or onnx")
+    if backend == "auto":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "torch"
+        return "onnx" if device == "cpu" else "torch"
+    return backend
+
+
 def _calibration(meta: dict) -> tuple[float, float]:
     """Read the Platt (a, b) from model metadata in any of the shapes store may write."""
     cal = meta.get("calibration")
@@ -92,12 +127,18 @@ class Detector:
     band: float = DEFAULT_BAND
     silence_dbfs: float = SILENCE_DBFS
     batch_size: int = 64
+    backend: str = "torch"  # "torch", or "onnx" (onnxruntime on CPU: about twice as fast)
     languages: list[str] = field(default_factory=lambda: list(LANGUAGE_NAMES))
+    _sessions: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike | None = None, *, language: str | None = None,
-             models_root: str | os.PathLike = "models", device: str = "cpu", band: float = DEFAULT_BAND) -> "Detector":
-        """Load a model directory (or the current model of `language` in the store); ModelError when unusable."""
+             models_root: str | os.PathLike = "models", device: str = "cpu", band: float = DEFAULT_BAND,
+             backend: str = "auto") -> "Detector":
+        """Load a model directory (or the current model of `language` in the store); ModelError when unusable.
+
+        backend "auto" runs the network in onnxruntime on CPU when it is installed, else in torch.
+        """
         import torch
 
         from voicelib import store
@@ -123,8 +164,34 @@ class Detector:
         a, b = _calibration(meta)
         raw_threshold = float(meta.get("threshold", 0.0))
         threshold = float(apply_platt(raw_threshold, a, b)) if meta.get("threshold_scale", "logit") == "logit" else raw_threshold
-        return cls(model=model, features=LogMel(cfg).to(device).eval(), meta=dict(meta, model_dir=str(model_dir)),
-                   threshold=threshold, calibration=(a, b), sample_rate=int(cfg.sample_rate), device=device, band=band)
+        return cls(model=inference_copy(model), features=LogMel(cfg).to(device).eval(), meta=dict(meta, model_dir=str(model_dir)),
+                   threshold=threshold, calibration=(a, b), sample_rate=int(cfg.sample_rate), device=device, band=band,
+                   backend=_pick_backend(backend, device))
+
+    def _session(self, frames: int):
+        """An onnxruntime session for inputs of `frames` frames (exported once per chunk length)."""
+        if frames not in self._sessions:
+            import tempfile
+
+            import onnxruntime as ort
+            import torch
+
+            from voicelib.export import export_onnx
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+            with tempfile.TemporaryDirectory() as tmp:
+                path = export_onnx(self.model, Path(tmp) / "model.onnx", frames=frames)
+                self._sessions[frames] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return self._sessions[frames]
+
+    def _network(self, feats) -> dict[str, np.ndarray]:
+        """Logits of one batch of features, from torch or onnxruntime."""
+        if self.backend == "onnx":
+            session = self._session(int(feats.shape[-1]))
+            values = session.run(["ai", "language", "multi"], {"features": feats.cpu().numpy()})
+            return dict(zip(("ai", "language", "multi"), values))
+        return {k: v.float().cpu().numpy() for k, v in self.model(feats).items()}
 
     def _forward(self, chunks: np.ndarray) -> dict[str, np.ndarray]:
         """Run front end and network over [N, L] chunks in batches; return numpy logits per head."""
@@ -133,10 +200,9 @@ class Detector:
         outs: dict[str, list[np.ndarray]] = {"ai": [], "language": [], "multi": []}
         with torch.inference_mode():
             for i in range(0, len(chunks), self.batch_size):
-                x = torch.from_numpy(chunks[i:i + self.batch_size]).to(self.device)
-                y = self.model(self.features(x))
+                y = self._network(self.features(torch.from_numpy(chunks[i:i + self.batch_size]).to(self.device)))
                 for key in outs:
-                    outs[key].append(y[key].float().cpu().numpy())
+                    outs[key].append(y[key])
         return {k: np.concatenate(v) for k, v in outs.items()}
 
     def _prepare(self, wave: np.ndarray, sr: int, name: str, chunk_duration: float, overlap: float):
