@@ -1,13 +1,10 @@
 """Offline speech synthesis through the espeak-ng shared library shipped by `espeakng_loader`."""
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import threading
-from _ctypes import dlclose as _dlclose
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -29,6 +26,7 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 
 _lock = threading.Lock()  # espeak-ng keeps global state and is not thread-safe
 _chunks: list[np.ndarray] = []
+_state: dict = {}  # the loaded library: lib, sample_rate, data_path
 
 
 def _collect(wav, numsamples, events) -> int:  # noqa: ARG001 - signature fixed by espeak-ng
@@ -51,40 +49,40 @@ def _paths() -> tuple[str, Path]:
         raise SourceUnavailable(f"espeak-ng: espeakng_loader is missing or broken ({exc}); {_FIX}") from exc
 
 
-@contextlib.contextmanager
-def _session() -> Iterator[tuple[ctypes.CDLL, int, Path]]:
-    """Load a fresh copy of the library, initialise it, and unload it afterwards (hold `_lock`).
+def _library() -> dict:
+    """Load and initialise the library once per process (hold `_lock`); return lib, rate, data path.
 
-    espeak-ng keeps oscillator state in C statics that survive espeak_Terminate, so the same text
-    would come out a few samples different on each call; a fresh load makes synthesis repeatable.
+    One instance for the life of the process: reloading it per call would reset espeak-ng's pitch
+    flutter state (making output bit-repeatable) but leaks ~180 kB per call in espeak-ng 1.52.
     """
+    if _state:
+        return _state
     lib_path, data_path = _paths()
     try:
         lib = ctypes.CDLL(lib_path)
     except OSError as exc:
         raise SourceUnavailable(f"espeak-ng: cannot load {lib_path} ({exc}); {_FIX}") from exc
-    try:
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-        sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path).encode(), 0)
-        if sample_rate <= 0:
-            raise SourceUnavailable(f"espeak-ng: espeak_Initialize failed with data at {data_path}; {_FIX}")
-        lib.espeak_SetSynthCallback(_CALLBACK_REF)
-        yield lib, int(sample_rate), data_path
-        lib.espeak_Terminate()
-    finally:
-        _dlclose(lib._handle)
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
+    lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+                                 ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+    sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path).encode(), 0)
+    if sample_rate <= 0:
+        raise SourceUnavailable(f"espeak-ng: espeak_Initialize failed with data at {data_path}; {_FIX}")
+    lib.espeak_SetSynthCallback(_CALLBACK_REF)
+    _state.update(lib=lib, sample_rate=int(sample_rate), data_path=data_path)
+    log.debug("espeak-ng initialised: %d Hz, data %s", sample_rate, data_path)
+    return _state
 
 
 def is_available() -> bool:
     """Return True when the espeak-ng library loads and initialises."""
     try:
-        with _lock, _session():
-            return True
+        with _lock:
+            _library()
+        return True
     except SourceUnavailable:
         return False
 
@@ -107,7 +105,7 @@ def voices(language: str) -> list[str]:
 
 def synthesize(text: str, *, language: str = "en", variant: str | None = None, pitch: int = 50,
                rate: int = 175) -> tuple[np.ndarray, int]:
-    """Speak `text` with espeak-ng; return (float32 mono wave in [-1, 1], sample rate); same input, same wave."""
+    """Speak `text` with espeak-ng; return (float32 mono wave in [-1, 1], sample rate)."""
     if not text or not text.strip():
         raise ValueError("espeak-ng: empty text; pass at least one word to synthesize")
     if not 0 <= pitch <= 100:
@@ -115,7 +113,9 @@ def synthesize(text: str, *, language: str = "en", variant: str | None = None, p
     if not 80 <= rate <= 450:
         raise ValueError(f"espeak-ng: rate {rate} out of range; use 80..450 words per minute")
     name = f"{language}+{variant}" if variant else language
-    with _lock, _session() as (lib, sample_rate, data_path):
+    with _lock:
+        state = _library()
+        lib, sample_rate, data_path = state["lib"], state["sample_rate"], state["data_path"]
         if not _has_language(data_path, language):
             raise ValueError(f"espeak-ng has no voice for language {language!r}; use en, hi, ta, ml or te")
         if variant and not (data_path / "voices" / "!v" / variant).is_file():
