@@ -68,22 +68,29 @@ def test_bad_model_path_exits_2_with_one_line(audio_tree, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and "no such model directory" in proc.stderr
 
 
-def test_usage_errors_exit_2(audio_tree, model_dir):
-    proc = run_cli("detect", audio_tree / "one.wav")  # neither --model nor --language
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    proc = run_cli("detect", audio_tree / "one.wav", "--model", model_dir, "--overlap", "1.5")
-    assert proc.returncode == 2 and "overlap" in proc.stderr
+def test_usage_errors_exit_2(audio_tree, model_dir, capsys):
+    from voicelib.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:  # neither --model nor --language
+        main(["detect", str(audio_tree / "one.wav")])
+    assert exit_info.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["detect", str(audio_tree / "one.wav"), "--model", str(model_dir), "--overlap", "1.5"]) == 2
+    assert "overlap" in capsys.readouterr().err
 
 
-def test_models_list_promote_rollback(model_dir, tmp_path):
+def test_models_list_promote_rollback(model_dir, tmp_path, capsys):
     from voicelib import store
+    from voicelib.__main__ import main
 
     root = tmp_path / "models"
     first = store.register(model_dir, root=root, language="telugu", promote=True)
     second = store.register(model_dir, root=root, language="telugu", promote=True)
-    listed = json.loads(run_cli("models", "list", "--language", "telugu", "--models-root", root).stdout)
+    assert main(["models", "list", "--language", "telugu", "--models-root", str(root)]) == 0
+    listed = json.loads(capsys.readouterr().out)
     assert listed == [{"version": first.name, "current": False}, {"version": second.name, "current": True}]
-    proc = run_cli("models", "rollback", "--language", "telugu", "--models-root", root)
-    assert proc.returncode == 0 and store.current("telugu", root=root) == first
-    proc = run_cli("models", "promote", "--language", "te", "--models-root", root, "--entry", "20000101-000000")
-    assert proc.returncode == 2 and "no version" in proc.stderr
+    assert main(["models", "rollback", "--language", "telugu", "--models-root", str(root)]) == 0
+    assert store.current("telugu", root=root) == first
+    assert main(["models", "promote", "--language", "te", "--models-root", str(root), "--entry", second.name]) == 0
+    assert store.current("telugu", root=root) == second
+    assert main(["models", "promote", "--language", "te", "--models-root", str(root), "--entry", "20000101-000000"]) == 2
+    assert "no version" in capsys.readouterr().err

@@ -115,9 +115,13 @@ def test_expand_paths_dirs_and_globs(tmp_path):
     (tmp_path / "a").mkdir()
     for name in ("a/x.wav", "a/y.flac", "a/z.txt", "b.mp3"):
         (tmp_path / name).write_bytes(b"x")
-    assert expand_paths([tmp_path / "a"]) == [str(tmp_path / "a/x.wav"), str(tmp_path / "a/y.flac")]
-    assert expand_paths([str(tmp_path / "*.mp3")]) == [str(tmp_path / "b.mp3")]
-    assert expand_paths([str(tmp_path / "nothing*.wav")]) == [str(tmp_path / "nothing*.wav")]
+    (tmp_path / "empty_dir").mkdir()
+    assert expand_paths([tmp_path / "a"]) == ([str(tmp_path / "a/x.wav"), str(tmp_path / "a/y.flac")], [])
+    assert expand_paths([str(tmp_path / "*.mp3"), tmp_path / "b.mp3"]) == ([str(tmp_path / "b.mp3")], [])
+    files, problems = expand_paths([str(tmp_path / "nothing*.wav"), tmp_path / "empty_dir", tmp_path / "gone.wav"])
+    assert files == [str(tmp_path / "gone.wav")]  # the loader reports a missing file
+    assert [p["error"].split(";")[0] for p in problems] == ["pattern matches no file",
+                                                          "directory holds no audio files with a supported extension"]
 
 
 def test_detect_paths_counts_failures(detector, tmp_path, make_noise):
