@@ -11,6 +11,7 @@ import nbformat
 
 HERE = Path(__file__).resolve().parent
 SETUP = """import logging
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ from IPython.display import HTML, display
 
 from voicelib import io, manifest, report
 {imports}
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout, force=True)
 run_path = Path(run_dir)
 run_path.mkdir(parents=True, exist_ok=True)"""
 COMMON = ('run_dir: str = "../reports/hindi/interactive"  # run directory: stages exchange files only here\n'
@@ -50,7 +51,7 @@ test_fraction: float = 0.2  # share of audio (by speaker and group) for the test
         ("code", "manifest.summary(df)"),
         ("md", "## Quarantine\nClips that could not be used, with the reason."),
         ("code", 'quarantine = manifest.read_manifest(collect_dir / "quarantine.csv")'),
-        ("code", 'quarantine.get("reason", pd.Series(dtype=str)).value_counts()'),
+        ("code", 'quarantine.get("reason", pd.Series(dtype=str)).str.split(" [(]").str[0].value_counts()'),
         ("md", "## Split\nSpeaker-, group- and sentence-disjoint. Clips whose sentence already sits in another split "
                "are `excluded`."),
         ("code", "split = manifest.assign_splits(df, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)"),

@@ -339,7 +339,8 @@ def run_stages(stages: list[str], selected: list[str], params: dict[str, Any], k
                      error=None, failed_cell=None)
         start = time.perf_counter()
         try:
-            execute_stage(stage, notebook_dir / f"{stage}.ipynb", run_dir, own, log_output=log_output)
+            execute_stage(stage, notebook_dir / f"{stage}.ipynb", run_dir, own, log_output=log_output,
+                          progress_bar=sys.stderr.isatty() and not log_output)  # cells done, on a terminal
         except (StageFailed, KeyboardInterrupt) as exc:
             duration = time.perf_counter() - start
             message = str(exc) if isinstance(exc, StageFailed) else f"stage {stage} interrupted"

@@ -123,9 +123,10 @@ def examples_html(df: pd.DataFrame, *, per_class: int = 2, seed: int = 0) -> str
     cards = []
     for row in pick_examples(df, per_class=per_class, seed=seed).itertuples():
         title = f"{row.label} · {row.engine} · {row.speaker}"
-        cards.append(f'<div class="card"><b>{esc(title)}</b><br>{audio_tag(row.path)}<br>'
-                     f'{img_tag(figure_png(spectrogram_figure(row.path, title=title)), alt=title)}</div>')
-    return f'<div class="cards">{"".join(cards)}</div>'
+        cards.append(f'<div class="card" style="border:1px solid #ddd;padding:.4em"><b>{esc(title)}</b><br>'
+                     f'{audio_tag(row.path)}<br>{img_tag(figure_png(spectrogram_figure(row.path, title=title)), alt=title)}</div>')
+    # inline flex style: notebook renderings do not carry the report's stylesheet
+    return f'<div class="cards" style="display:flex;flex-wrap:wrap;gap:1em">{"".join(cards)}</div>'
 
 
 def clip_browser(df: pd.DataFrame) -> Any:
@@ -217,19 +218,20 @@ def evaluation_section(run_dir: Path) -> str:
         for name, rel in figures.items()) + "</div>")
     for column, table in m.get("breakdowns", {}).items():
         parts.append(f"<h4>per {esc(column)}</h4>{records_table(table, column)}")
-    probe = base.get("shortcut_probe", {})
+    probe, boxes = base.get("shortcut_probe", {}), []
     if probe:
-        parts.append(f"<h4>shortcut probe: {esc(probe.get('verdict', ''))}</h4><p>A logistic regression on trivial "
-                     "cues only (level, silence, zero runs, bandwidth, duration). Its weights:</p>"
-                     + kv_table(probe.get("weights", {})))
+        boxes.append(f"<div><h4>shortcut probe: {esc(probe.get('verdict', ''))}</h4><p class='muted'>logistic regression"
+                     f" on trivial cues only; its weights</p>{kv_table(probe.get('weights', {}))}</div>")
+    for key in ("calibration", "inconclusive", "val_check"):
+        if isinstance(m.get(key), dict):
+            boxes.append(f"<div><h4>{esc(key.replace('_', ' '))}</h4>{kv_table(m[key])}</div>")
+    parts.append(f"<div class='row'>{''.join(boxes)}</div>")
     if m.get("robustness"):
-        parts.append("<h4>robustness (test clips degraded)</h4>" + (records_table(m["robustness"], "condition")
+        clean = {"clean (as above)": {k: m[k] for k in ("eer", "roc_auc", "accuracy", "n_test") if k in m}}
+        parts.append("<h4>robustness (test clips degraded)</h4>" + (records_table({**clean, **m["robustness"]}, "condition")
                      if all(isinstance(v, dict) for v in m["robustness"].values()) else nested_html(m["robustness"])))
     else:
         parts.append('<h4>robustness</h4><p class="muted">not evaluated in this run (robustness=False)</p>')
-    for key in ("calibration", "inconclusive", "val_check"):
-        if isinstance(m.get(key), dict):
-            parts.append(f"<h4>{esc(key.replace('_', ' '))}</h4>{kv_table(m[key])}")
     rest = {k: v for k, v in m.items() if k not in {*HEADLINE, "ci", "baselines", "figures", "breakdowns", "robustness",
                                                    "calibration", "inconclusive", "val_check", "shortcut_warning"}}
     parts.append(f"<details><summary>all other values in metrics.json</summary>{nested_html(rest)}</details>")
@@ -291,7 +293,7 @@ def model_card(run_dir: Path) -> str:
     speakers = {r["label"]: 0 for r in data.get("tables", {}).get("speaker", [])}
     for r in data.get("tables", {}).get("speaker", []):
         speakers[r["label"]] += 1
-    limits = [f"Trained on {data.get('clips', '?')} clips ({data.get('minutes', '?')} min): "
+    limits = [f"{data.get('clips', '?')} clips ({data.get('minutes', '?')} min) over train, validation and test: "
               f"{', '.join(f'{k} {v}' for k, v in data.get('classes', {}).items())}; speakers per class: "
               f"{', '.join(f'{k} {v}' for k, v in speakers.items())}."]
     if len(engines) <= 1:
