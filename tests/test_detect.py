@@ -12,11 +12,12 @@ from voicelib.model import ModelConfig, build_model
 SR = 16000
 
 
-def save_tiny_model(model_dir, *, threshold=0.0, calibration=(1.0, 0.0), seed=0):
+def save_tiny_model(model_dir, *, threshold=0.0, calibration=(1.0, 0.0), seed=0, language_head=True):
     """Write a width-4 detector as a complete model directory."""
     cfg = ModelConfig(width=4, blocks=(1, 1, 1, 1))
     model = build_model(cfg, seed=seed).eval()
-    config = {"model": cfg.to_dict(), "threshold": threshold, "calibration": {"a": calibration[0], "b": calibration[1]}}
+    config = {"model": cfg.to_dict(), "threshold": threshold, "calibration": {"a": calibration[0], "b": calibration[1]},
+              "threshold_scale": "logit", "language_head_active": language_head}
     return store.save_model(model, model_dir, config=config, metrics={})
 
 
@@ -188,3 +189,9 @@ def test_onnx_backend_matches_torch(tiny_model, make_noise):
         assert [c["score"] for c in f["chunks"]] == pytest.approx([c["score"] for c in r["chunks"]], abs=1e-4)
     with pytest.raises(ValueError, match="backend"):
         Detector.load(tiny_model, backend="tensorrt")
+
+
+def test_untrained_language_head_is_reported_as_null(tmp_path, make_noise):
+    det = Detector.load(save_tiny_model(tmp_path / "one_language", language_head=False), backend="torch")
+    r = det.score_array(make_noise(duration=1.0), SR)
+    assert r["languageDistribution"] is None and r["multiSpeakerScore"] is not None

@@ -60,10 +60,10 @@ def _csv_row(result: dict) -> dict:
     if "error" in result:
         return {"file": result["file"], "error": result["error"]}
     scores = [c["score"] for c in result["chunks"] if c.get("score") is not None]
-    langs = result["languageDistribution"]
+    langs = result["languageDistribution"] or {}
     row = {k: result[k] for k in ("file", "aiScore", "classification", "confidence", "threshold",
                                   "multiSpeakerScore", "duration", "skippedChunks")}
-    row.update(topLanguage=max(langs, key=langs.get), nChunks=len(result["chunks"]),
+    row.update(topLanguage=max(langs, key=langs.get) if langs else "", nChunks=len(result["chunks"]),
                maxChunkScore=max(scores), minChunkScore=min(scores), error="")
     return row
 

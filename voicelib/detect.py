@@ -6,6 +6,9 @@ scored; a file shorter than one window is one partial window. Partial windows ar
 repeated) up to the window length rather than zero-padded, because runs of exact digital zeros are a
 known source cue. Windows whose RMS is below `silence_dbfs` are skipped and listed as skipped.
 
+Language distribution and multi-speaker score are null when the model's training left that head
+untrained (one training language; fine-tuning mode "head").
+
 Clip score: the mean of the AI logits of the scored windows, mapped through the Platt calibration the
 model carries (fitted on validation); the decision compares that probability with the model's
 validation threshold, and probabilities within `band` of the threshold are INCONCLUSIVE.
@@ -227,6 +230,12 @@ class Detector:
             raise AudioError(name, f"every chunk is below {self.silence_dbfs:g} dBFS (silent); nothing to score")
         return wave, bounds, kept, windows
 
+    def _trained_heads(self) -> dict[str, bool]:
+        """Whether the language and multi-speaker heads were trained (an untrained head's output means nothing)."""
+        weights = (self.meta.get("training") or {}).get("loss_weights") or {}
+        language = self.meta.get("language_head_active", weights.get("language", 1.0) != 0)
+        return {"language": bool(language), "multi": weights.get("multi", 1.0) != 0}
+
     def _result(self, name: str, n: int, bounds, kept, logits: dict[str, np.ndarray]) -> dict:
         """Assemble the per-file result from the logits of its kept windows."""
         a, b = self.calibration
@@ -240,11 +249,14 @@ class Detector:
         chunks = [{"start": round(s / sr, 3), "end": round(e / sr, 3),
                    **({"score": round(float(chunk_probs[i]), 6)} if i in chunk_probs else {"score": None, "skipped": "silent"})}
                   for i, (s, e) in enumerate(bounds)]
+        multi = float((1.0 / (1.0 + np.exp(-logits["multi"]))).mean())
+        trained = self._trained_heads()
         return {
             "file": name, "aiScore": round(prob, 6), "classification": label, "confidence": round(confidence, 6),
             "threshold": round(self.threshold, 6), "aiLogit": round(mean_logit, 6),
-            "languageDistribution": {lg: round(float(p), 6) for lg, p in zip(self.languages, lang)},
-            "multiSpeakerScore": round(float((1.0 / (1.0 + np.exp(-logits["multi"]))).mean()), 6),
+            "languageDistribution": ({lg: round(float(p), 6) for lg, p in zip(self.languages, lang)}
+                                     if trained["language"] else None),
+            "multiSpeakerScore": round(multi, 6) if trained["multi"] else None,
             "duration": round(n / sr, 3), "chunks": chunks, "skippedChunks": len(bounds) - len(kept),
         }
 
