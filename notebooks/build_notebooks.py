@@ -58,7 +58,9 @@ test_fraction: float = 0.2  # share of audio (by speaker and group) for the test
         ("code", "manifest.check_leakage(split)"),
         ("code", 'manifest.write_manifest(split, run_path / "manifest.csv")'),
         ("code", 'manifest.write_manifest(quarantine, run_path / "quarantine.csv")'),
-        ("code", 'summary = report.save_data_summary(split, run_path / "data_summary.json", quarantined=len(quarantine))'),
+        ("code", 'collect_notes = io.read_json(collect_dir / "collect_state" / "last_run.json")["notes"]\ncollect_notes'),
+        ("code", 'summary = report.save_data_summary(split, run_path / "data_summary.json", quarantined=len(quarantine),\n'
+                 '                                   notes=collect_notes)'),
         ("md", "## What we have\nClips and minutes per split and class, per engine and per speaker."),
         ("code", "tables = report.data_tables(split)"),
         ("code", 'tables["split_by_class"]'),

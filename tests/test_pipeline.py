@@ -60,6 +60,11 @@ def test_unknown_parameter_refused_with_suggestion(dummy: Path, tmp_path: Path) 
         pipeline.resolve_parameters(known, [("--config x.yaml", {"epoch": 2})], notebook_dir=dummy)
     with pytest.raises(ValueError, match="must be int"):
         pipeline.resolve_parameters(known, [("cli", {"epochs": "two"})], notebook_dir=dummy)
+    with pytest.raises(ValueError, match="must be int"):
+        pipeline.resolve_parameters(known, [("cli", {"epochs": True})], notebook_dir=dummy)
+    lists = pipeline.Param("tts_engines", "list", ["gtts"], "", ("01",))
+    assert pipeline.check_value(lists, "espeak") == ["espeak"]
+    assert pipeline.check_value(pipeline.Param("lr", "float", 0.1, "", ("03",)), 1) == 1.0
     config = tmp_path / "p.yaml"
     config.write_text("epochs: 2\nlearning_rat: 0.1\n")
     result = _cli(dummy, "--language", "hindi", "--config", str(config), "--run-dir", str(tmp_path / "r"))

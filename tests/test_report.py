@@ -36,7 +36,7 @@ def run_dir(tmp_path: Path) -> Path:
                      "split": ["train", "val", "test", "test"][i % 4]})
     run.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(run / "manifest.csv", index=False)
-    report.save_data_summary(pd.DataFrame(rows), run / "data_summary.json")
+    report.save_data_summary(pd.DataFrame(rows), run / "data_summary.json", notes=["gtts unreachable: 3 texts"])
     before, after = rows[0]["path"], rows[1]["path"]
     (run / "augment").mkdir()
     (run / "augment" / "augment.json").write_text(json.dumps({"config": {"p_gain": 0.5, "snr_db": [5, 40]}, "seed": 0,
@@ -77,6 +77,7 @@ def test_data_tables_count_and_minutes(run_dir: Path) -> None:
     assert {"speaker", "label", "clips", "minutes"} <= set(tables["speaker"].columns)
     summary = json.loads((run_dir / "data_summary.json").read_text())
     assert summary["clips"] == 12 and summary["classes"] == {"human": 8, "ai": 4}
+    assert summary["ai_engines_by_split"]["test"] == ["espeak-ng"] and summary["notes"] == ["gtts unreachable: 3 texts"]
 
 
 def test_pick_examples_prefers_test_split_and_both_classes(run_dir: Path) -> None:
@@ -109,7 +110,7 @@ def test_write_index_is_self_contained(run_dir: Path) -> None:
     assert "lfcc_gmm" in page and "rms_dbfs" in page and "per engine" in page
     assert "not evaluated in this run" in page  # no robustness table: said so, in the model card too
     assert 'href="history.csv"' in page and 'href="01_collect_data.html"' in page
-    assert "Only one AI engine (espeak-ng)" in page
+    assert "Only one AI engine (espeak-ng)" in page and "AI engines in the test split: espeak-ng." in page
 
 
 def test_write_index_reports_missing_stages(tmp_path: Path) -> None:

@@ -101,18 +101,15 @@ def check_names(names: Any, known: dict[str, Param], *, origin: str) -> None:
 
 
 def check_value(param: Param, value: Any) -> Any:
-    """Check a value against the parameter's declared type (ints accepted as floats); return it."""
+    """Check a value against the parameter's declared type (int accepted as float, a word as a list); return it."""
     if value is None and ("None" in param.type_name or param.default is None):
         return value
-    names = [t.strip() for t in param.type_name.replace("Optional[", "").rstrip("]").split("|")]
-    wanted = [TYPES[t.split("[")[0]] for t in names if t.split("[")[0] in TYPES]
-    if not wanted:
-        return value
-    if isinstance(value, bool) and bool not in wanted:
-        ok = False
-    else:
-        ok = any(isinstance(value, w) for w in wanted)
-    if not ok:
+    names = [t.strip().split("[")[0] for t in param.type_name.replace("Optional[", "").split("|")]
+    wanted = [TYPES[t] for t in names if t in TYPES]
+    if wanted == [list] and isinstance(value, str):
+        return [value]  # --set tts_engines=espeak
+    ok = not wanted or any(isinstance(value, w) for w in wanted)
+    if not ok or (isinstance(value, bool) and bool not in wanted and wanted):
         raise ValueError(f"parameter {param.name!r} must be {param.type_name}, got {value!r}")
     return float(value) if wanted == [(int, float)] else value
 

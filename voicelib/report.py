@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,13 @@ def data_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def save_data_summary(df: pd.DataFrame, path: str | os.PathLike, *, quarantined: int = 0) -> dict[str, Any]:
-    """Write data_summary.json (totals and the tables of data_tables) and return it."""
+def save_data_summary(df: pd.DataFrame, path: str | os.PathLike, *, quarantined: int = 0,
+                      notes: list[str] | None = None) -> dict[str, Any]:
+    """Write data_summary.json (totals, AI engines per split, collection notes, data_tables) and return it."""
+    ai = df[df["label"] == "ai"]
+    engines = {str(k): sorted(map(str, g["engine"].unique())) for k, g in ai.groupby("split")} if "split" in df else {}
     summary = {"clips": int(len(df)), "minutes": round(float(df["duration"].sum()) / 60, 2),
+               "notes": list(notes or []), "ai_engines_by_split": engines,
                "speakers": int(df["speaker"].nunique()), "quarantined": int(quarantined),
                "classes": {str(k): int(v) for k, v in df["label"].value_counts().items()},
                "tables": {k: t.to_dict(orient="records") for k, t in data_tables(df).items()}}
@@ -227,7 +232,8 @@ def evaluation_section(run_dir: Path) -> str:
             boxes.append(f"<div><h4>{esc(key.replace('_', ' '))}</h4>{kv_table(m[key])}</div>")
     parts.append(f"<div class='row'>{''.join(boxes)}</div>")
     if m.get("robustness"):
-        clean = {"clean (as above)": {k: m[k] for k in ("eer", "roc_auc", "accuracy", "n_test") if k in m}}
+        clean = {"clean (as above)": {"eer": m.get("eer"), "roc_auc": m.get("roc_auc"), "accuracy": m.get("accuracy"),
+                                      "n": m.get("n_test")}}
         parts.append("<h4>robustness (test clips degraded)</h4>" + (records_table({**clean, **m["robustness"]}, "condition")
                      if all(isinstance(v, dict) for v in m["robustness"].values()) else nested_html(m["robustness"])))
     else:
@@ -238,13 +244,16 @@ def evaluation_section(run_dir: Path) -> str:
     return "".join(parts)
 
 
-def augment_section(run_dir: Path) -> str:
-    """Augmentation settings and before/after players of 02_augment."""
+def augment_section(run_dir: Path, *, per_class: int | None = None) -> str:
+    """Augmentation settings and before/after players of 02_augment (at most `per_class` examples per class)."""
     info = _read(run_dir / "augment" / "augment.json")
     if not info:
         return '<p class="muted">No augment/augment.json (02_augment did not finish).</p>'
-    rows = []
+    rows, shown = [], {}
     for ex in info.get("examples", []):
+        shown[ex["label"]] = shown.get(ex["label"], 0) + 1
+        if per_class is not None and shown[ex["label"]] > per_class:
+            continue
         cells = []
         for side in ("before", "after"):
             path = Path(ex[side]) if Path(ex[side]).is_absolute() else run_dir / "augment" / ex[side]
@@ -270,7 +279,8 @@ def data_section(run_dir: Path, *, seed: int = 0) -> str:
     quarantine = run_dir / "quarantine.csv"
     n_quarantined = len(pd.read_csv(quarantine)) if quarantine.is_file() else 0
     tables = data_tables(df)
-    parts = [f"<p>{len(df)} clips, {df['duration'].sum() / 60:.1f} minutes, {df['speaker'].nunique()} speakers; "
+    notes = _read(run_dir / "data_summary.json").get("notes", [])
+    parts = ["".join(f'<p class="warn">{esc(n)}</p>' for n in notes)] + [f"<p>{len(df)} clips, {df['duration'].sum() / 60:.1f} minutes, {df['speaker'].nunique()} speakers; "
              f"{n_quarantined} clips quarantined (<a href='quarantine.csv'>quarantine.csv</a>).</p>"]
     titles = {"split_by_class": "per split and class", "label": "per class", "engine": "per engine"}
     parts.append("<div class='row'>" + "".join(f"<div><h4>{t}</h4>{table_html(tables[k])}</div>"
@@ -301,8 +311,17 @@ def model_card(run_dir: Path) -> str:
                       "not AI speech in general.")
     if min(speakers.values(), default=0) < 10:
         limits.append("Fewer than 10 speakers/voices in a class: scores may reflect speakers, not synthesis.")
+    by_split = data.get("ai_engines_by_split", {})
+    unseen = sorted(set(by_split.get("train", [])) - set(by_split.get("test", [])))
+    if by_split:
+        limits.append(f"AI engines in the test split: {', '.join(by_split.get('test', [])) or 'none'}"
+                      + (f"; {', '.join(unseen)} only in training, so not tested." if unseen else "."))
     if metrics.get("shortcut_warning"):
         limits.append(str(metrics["shortcut_warning"]))
+    elif metrics and not metrics.get("baselines"):
+        limits.append("The shortcut probe and the LFCC-GMM baseline were not run (baselines=False): nothing here "
+                      "rules out that trivial cues (level, silence, bandwidth) explain the scores.")
+    limits += [f"Collection: {n}" for n in data.get("notes", [])]
     if int(params.get("epochs", 99)) <= 1:
         limits.append("One training epoch (smoke run?): this model is a pipeline check, not a usable detector.")
     eer, auc = metrics.get("eer"), metrics.get("roc_auc")
@@ -357,7 +376,7 @@ def _header(run_dir: Path) -> str:
             f"{notes}<div class='kpis'>{cards}</div>")
 
 
-SECTIONS = [("data", "Data", data_section), ("augmentation", "Augmentation", augment_section),
+SECTIONS = [("data", "Data", data_section), ("augmentation", "Augmentation", partial(augment_section, per_class=2)),
             ("training", "Training", training_section), ("evaluation", "Evaluation", evaluation_section),
             ("model-card", "Model card", model_card), ("environment", "Environment", environment_section)]
 
