@@ -161,10 +161,9 @@ bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
 robustness: bool = True  # also score the test set through codecs, noise and telephone band
 baselines: bool = True  # LFCC-GMM baseline and the shortcut probe
 gmm_components: int = 32  # Gaussians per class in the LFCC-GMM baseline"""),
-        ("code", SETUP.format(imports="from voicelib import evaluate, train")),
+        ("code", SETUP.format(imports="from voicelib import evaluate")),
         ("code", 'split = manifest.read_manifest(run_path / "manifest.csv")'),
-        ("code", "eval_device = str(train.resolve_device(device))"),
-        ("code", 'metrics = evaluate.evaluate_run(run_path / "model", split, out_dir=run_path, device=eval_device, seed=seed,\n'
+        ("code", 'metrics = evaluate.evaluate_run(run_path / "model", split, out_dir=run_path, device=device, seed=seed,\n'
                  "                               n_boot=bootstrap, robust=robustness, baselines=baselines,\n"
                  "                               gmm_components=gmm_components)"),
         ("code", 'pd.Series(metrics)[["eer", "roc_auc", "threshold", "n_test"]]'),

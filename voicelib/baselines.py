@@ -140,11 +140,22 @@ class LfccGmm:
         self.gmms: dict[int, object] = {}
 
     def frames(self, wave: np.ndarray) -> np.ndarray:
-        """Return the [frames, 3 * n_lfcc] LFCC (+ deltas, double deltas) matrix of one wave."""
+        """Return the [frames, 3 * n_lfcc] LFCC (+ deltas, double deltas) matrix of one wave's active frames.
+
+        Frames more than 60 dB below the clip's loudest are dropped: runs of digital silence give identical
+        vectors that collapse a mixture component, and exact zeros are a known shortcut in our data.
+        """
+        import librosa
+
         from voicelib.features import FeatureConfig, lfcc
 
+        wave = np.asarray(wave, dtype=np.float32)
         cfg = FeatureConfig(sample_rate=self.sample_rate, fmax=self.sample_rate / 2, n_lfcc=self.n_lfcc, lfcc_deltas=True)
-        return lfcc(np.asarray(wave, dtype=np.float32), cfg).T
+        x = lfcc(wave, cfg).T
+        rms = librosa.feature.rms(y=wave, frame_length=cfg.n_fft, hop_length=cfg.hop_length, center=True)[0]
+        n = min(len(x), len(rms))
+        active = rms[:n] > rms[:n].max() * 1e-3
+        return x[:n][active] if active.sum() >= 3 else x[:n]
 
     def fit(self, waves: Sequence[np.ndarray], labels: Sequence[int]) -> "LfccGmm":
         """Fit one GMM on the frames of each class (labels 1 = AI), subsampling frames for speed."""
@@ -154,15 +165,22 @@ class LfccGmm:
         if np.unique(labels).size < 2:
             raise ValueError("LfccGmm.fit needs human and AI clips in the training split")
         rng = np.random.default_rng(self.seed)
+        self.mean = self.std = None
         for cls in (0, 1):
             x = np.concatenate([self.frames(w) for w, y in zip(waves, labels) if y == cls])
             if len(x) > self.max_frames:
                 x = x[rng.choice(len(x), self.max_frames, replace=False)]
             k = min(self.n_components, max(1, len(x) // 20))
-            gmm = GaussianMixture(k, covariance_type="diag", max_iter=100, reg_covar=1e-4, random_state=self.seed)
-            self.gmms[cls] = gmm.fit(x)
+            gmm = GaussianMixture(k, covariance_type="diag", max_iter=100, reg_covar=1e-3, random_state=self.seed)
+            self.gmms[cls] = gmm.fit(self._standardise(x, fit=cls == 0))
             log.info("LFCC-GMM class %d: %d frames, %d components", cls, len(x), k)
         return self
+
+    def _standardise(self, x: np.ndarray, *, fit: bool = False) -> np.ndarray:
+        """Scale frames by the human-class mean and spread, so one covariance floor suits every coefficient."""
+        if fit:
+            self.mean, self.std = x.mean(axis=0), x.std(axis=0) + 1e-6
+        return (x - self.mean) / self.std
 
     def score(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         """Return the mean frame log-likelihood ratio, AI minus human, per wave."""
@@ -170,6 +188,6 @@ class LfccGmm:
             raise ValueError("LfccGmm.score called before fit")
         out = []
         for w in waves:
-            x = self.frames(w)
+            x = self._standardise(self.frames(w))
             out.append(float(np.mean(self.gmms[1].score_samples(x) - self.gmms[0].score_samples(x))))
         return np.array(out)

@@ -149,6 +149,8 @@ class Detector:
 
         if (model_dir is None) == (language is None):
             raise ValueError("Detector.load: give either a model directory or a language, not both or neither")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError(f"device {device!r} requested but no CUDA GPU is available; use device='cpu'")
         if model_dir is None:

@@ -216,8 +216,9 @@ def validate(run: _Run, dataset: data.SegmentDataset, *, batch_size: int, num_wo
     scores = (sums / counts.clamp(min=1)).numpy()
     labels = dataset.labels
     rate, threshold = eer(labels, scores)
+    accuracy = float(((scores >= 0) == (labels == 1)).mean())  # at probability 0.5, as common recipes select
     return {"val_loss": loss_sum / max(n_seg, 1), "val_eer": rate, "val_auc": float(roc_auc_score(labels, scores)),
-            "threshold": threshold, "scores": scores, "labels": labels}
+            "val_accuracy": accuracy, "threshold": threshold, "scores": scores, "labels": labels}
 
 
 def _versions() -> dict[str, str]:
@@ -225,11 +226,17 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _better(val: dict[str, Any], state: dict[str, Any]) -> bool:
-    """Lower val EER wins; a tie goes to the lower val loss."""
-    if val["val_eer"] < state["best_eer"] - 1e-9:
+def _error(val: dict[str, Any], select_on: str) -> float:
+    """The validation figure model selection minimises: EER, or the error rate at probability 0.5."""
+    return val["val_eer"] if select_on == "eer" else 1.0 - val["val_accuracy"]
+
+
+def _better(val: dict[str, Any], state: dict[str, Any], select_on: str = "eer") -> bool:
+    """Lower selection error wins; a tie goes to the lower val loss."""
+    error = _error(val, select_on)
+    if error < state["best_error"] - 1e-9:
         return True
-    return abs(val["val_eer"] - state["best_eer"]) <= 1e-9 and val["val_loss"] < state["best_loss"]
+    return abs(error - state["best_error"]) <= 1e-9 and val["val_loss"] < state["best_loss"]
 
 
 def _prepare_out_dir(out_dir: str | os.PathLike, resume: bool) -> Path:
@@ -249,7 +256,7 @@ def _prepare_out_dir(out_dir: str | os.PathLike, resume: bool) -> Path:
 def _save_last(run: _Run, out_dir: Path, epoch: int, state: dict[str, Any]) -> None:
     """Weights, optimizer, step and early-stopping state, written atomically (tensors and numbers only)."""
     payload = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "epoch": epoch,
-               "step": run.step, **{k: state[k] for k in ("best_eer", "best_loss", "best_epoch", "bad_epochs")}}
+               "step": run.step, **{k: state[k] for k in ("best_error", "best_loss", "best_epoch", "bad_epochs")}}
     with atomic_path(out_dir / LAST) as tmp:
         torch.save(payload, tmp)
 
@@ -267,7 +274,7 @@ def _load_last(run: _Run, out_dir: Path) -> dict[str, Any] | None:
     except (RuntimeError, KeyError, ValueError) as exc:
         raise ModelError(f"{path}: cannot resume from it ({str(exc).splitlines()[0]}); delete it to start afresh") from None
     run.step = int(payload["step"])
-    return {k: payload[k] for k in ("epoch", "best_eer", "best_loss", "best_epoch", "bad_epochs")}
+    return {k: payload[k] for k in ("epoch", "best_error", "best_loss", "best_epoch", "bad_epochs")}
 
 
 def _write_history(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
@@ -314,10 +321,12 @@ def fit(manifest: pd.DataFrame, *, out_dir: str | os.PathLike, model_config: Mod
         cache_dir: str | os.PathLike | None = None, weight_decay: float = 0.01, warmup_fraction: float = 0.05,
         patience: int = 5, num_workers: int = 0, mix_prob: float = 0.2, language_weight: float = 0.3,
         multi_weight: float = 0.3, segments_per_epoch: int | None = None, resume: bool = False,
-        progress: bool = True, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
+        select_on: str = "eer", progress: bool = True, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
     """Train (or fine-tune) on the manifest's train split, select on its val split; write a model dir."""
     if epochs < 1 or batch_size < 2 or lr <= 0:
         raise ValueError(f"need epochs >= 1, batch_size >= 2 and lr > 0 (got {epochs}, {batch_size}, {lr})")
+    if select_on not in ("eer", "accuracy"):
+        raise ValueError(f"select_on={select_on!r}: use 'eer' (ours) or 'accuracy' (at 0.5, the common recipe's choice)")
     train_df, val_df = check_splits(manifest)
     out_dir = _prepare_out_dir(out_dir, resume)
     dev = resolve_device(device)
@@ -343,16 +352,16 @@ def fit(manifest: pd.DataFrame, *, out_dir: str | os.PathLike, model_config: Mod
     settings = {"mode": mode, **base_info, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
                 "device": str(dev), "amp": dev.type == "cuda", "weight_decay": weight_decay,
                 "warmup_fraction": warmup_fraction, "patience": patience, "mix_prob": mix_prob,
-                "loss_weights": weights, "segments_per_epoch": n_samples, "augment": aug.to_dict()}
+                "loss_weights": weights, "segments_per_epoch": n_samples, "augment": aug.to_dict(), "select_on": select_on}
     language = str(train_df["language"].mode().iloc[0])
     make_config = lambda **extra: _model_config_json(run, settings, data.data_summary(train_df, val_df), language,  # noqa: E731
                                                       language_head, **extra)
-    state = {"epoch": 0, "best_eer": float("inf"), "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0}
+    state = {"epoch": 0, "best_error": float("inf"), "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0}
     state = (_load_last(run, out_dir) if resume else None) or state
     rows = _read_history(out_dir, state["epoch"]) if resume else []
     stopped = _loop(run, train_ds, val_ds, out_dir, state, rows, make_config, epochs=epochs, n_samples=n_samples,
                     batch_size=batch_size, patience=patience, num_workers=num_workers, progress=progress,
-                    on_epoch_end=on_epoch_end)
+                    on_epoch_end=on_epoch_end, select_on=select_on)
     return _finalize(run, val_ds, out_dir, rows, make_config, stopped=stopped, batch_size=batch_size,
                      best_epoch=state["best_epoch"])
 
@@ -360,7 +369,7 @@ def fit(manifest: pd.DataFrame, *, out_dir: str | os.PathLike, model_config: Mod
 def _loop(run: _Run, train_ds: data.SegmentDataset, val_ds: data.SegmentDataset, out_dir: Path, state: dict[str, Any],
           rows: list[dict[str, Any]], make_config: Callable[..., dict[str, Any]], *, epochs: int, n_samples: int,
           batch_size: int, patience: int, num_workers: int, progress: bool,
-          on_epoch_end: Callable[[int, dict[str, Any]], None] | None) -> bool:
+          on_epoch_end: Callable[[int, dict[str, Any]], None] | None, select_on: str = "eer") -> bool:
     """Epochs from the one after state['epoch'] to `epochs`; returns True when early stopping ended it."""
     for epoch in range(state["epoch"] + 1, epochs + 1):
         if state["bad_epochs"] >= patience:
@@ -371,10 +380,11 @@ def _loop(run: _Run, train_ds: data.SegmentDataset, val_ds: data.SegmentDataset,
                                num_workers=num_workers, device=run.device)
         row = {"epoch": epoch, **train_epoch(run, loader, epoch, progress=progress)}
         val = validate(run, val_ds, batch_size=batch_size, num_workers=num_workers)
-        row.update({k: val[k] for k in ("val_loss", "val_eer", "val_auc")},
+        row.update({k: val[k] for k in ("val_loss", "val_eer", "val_auc", "val_accuracy")},
                    lr=run.optimizer.param_groups[0]["lr"], seconds=round(time.perf_counter() - start, 3))
-        if _better(val, state):
-            state.update(best_eer=val["val_eer"], best_loss=val["val_loss"], best_epoch=epoch, bad_epochs=0)
+        if _better(val, state, select_on):
+            state.update(best_error=_error(val, select_on), best_loss=val["val_loss"],
+                         best_epoch=epoch, bad_epochs=0)
             store.save_model(run.model, out_dir, config=make_config(best_epoch=epoch))
         else:
             state["bad_epochs"] += 1
