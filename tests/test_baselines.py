@@ -90,3 +90,15 @@ def test_lfcc_gmm_separates_tones_from_noise_on_held_out_clips(make_tone, make_n
 def test_lfcc_gmm_refuses_one_class(make_noise):
     with pytest.raises(ValueError, match="human and AI"):
         baselines.LfccGmm(n_components=2).fit([make_noise(), make_noise(seed=1)], [1, 1])
+
+
+def test_lfcc_gmm_fits_clips_with_long_digital_silence(make_tone, make_noise):
+    # runs of exact zeros gave identical LFCC frames that collapsed a mixture component (real Hindi TTS clips)
+    rng = np.random.default_rng(3)
+    silence = np.zeros(16000 * 2, dtype=np.float32)
+    tones = [np.r_[silence, make_tone(float(f), duration=1.0), silence] for f in rng.uniform(200, 800, 6)]
+    noises = [np.r_[silence, make_noise(duration=1.0, seed=s)] for s in range(6)]
+    gmm = baselines.LfccGmm(n_components=8, seed=0).fit(tones[:4] + noises[:4], [1] * 4 + [0] * 4)
+    scores = gmm.score(tones[4:] + noises[4:])
+    assert np.isfinite(scores).all()
+    assert scores[:2].min() > scores[2:].max()
