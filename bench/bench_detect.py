@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -19,22 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import pandas as pd  # noqa: E402
 
 from voicelib.io import write_json  # noqa: E402
+from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", Path(__file__).resolve().parents[2] / "shared" / "speech"))
-
-
-def machine(device: str) -> dict:
-    """Name the machine the figures come from."""
-    import torch
-
-    cpu = platform.processor()
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        cpu = next((ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines() if ln.startswith("model name")), cpu)
-    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "gpu": gpu,
-            "load_average_at_start": os.getloadavg()}
 
 
 def pick_files(minutes: float) -> tuple[list[str], float]:

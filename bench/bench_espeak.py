@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -14,23 +12,7 @@ from voicelib import espeak  # noqa: E402
 from voicelib.io import write_json  # noqa: E402
 from voicelib.languages import LANGUAGES  # noqa: E402
 from voicelib.sources.clips import prompts  # noqa: E402
-
-
-def machine() -> dict:
-    """Name the machine the figures come from."""
-    try:
-        import torch
-
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = None
-    cpu = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "torch": torch_version}
+from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 
 def bench_language(code: str, *, n: int) -> dict:

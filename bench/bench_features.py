@@ -9,10 +9,8 @@ folder outside the repository (conversion is not timed). Writes bench/results/fe
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,21 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from voicelib import audio, features  # noqa: E402
 from voicelib.io import write_json  # noqa: E402
+from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 log = logging.getLogger("bench_features")
 SR = 16000
-
-
-def machine() -> dict:
-    """Describe the machine and library versions the figures were measured with."""
-    cpu = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as handle:
-        cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "librosa": librosa.__version__, "numpy": np.__version__, "soundfile": sf.__version__,
-            "libsndfile": sf.__libsndfile_version__, "load_average_1m_at_start": round(os.getloadavg()[0], 2),
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def to_mp3(flacs: list[Path], src_root: Path, work: Path) -> list[Path]:
