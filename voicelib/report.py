@@ -349,7 +349,9 @@ def environment_section(run_dir: Path) -> str:
     train = _read(run_dir / "train.json")
     env = {**env, "seed": params.get("seed"), "device": train.get("device", params.get("device"))}
     stages = _read(run_dir / "stages.json").get("stages", {})
-    rows = [{"stage": f'<a href="{s}.html">{esc(s)}</a>', "status": esc(v.get("status")),
+    # the report stage is still running while it writes this page
+    status = lambda s, v: "writing this report" if v.get("status") == "running" and s == "05_report" else v.get("status")  # noqa: E731
+    rows = [{"stage": f'<a href="{s}.html">{esc(s)}</a>', "status": esc(status(s, v)),
              "duration (s)": v.get("duration_s", ""), "error": esc(v.get("error") or "")} for s, v in stages.items()]
     stage_table = pd.DataFrame(rows).to_html(index=False, escape=False, classes="tbl", border=0) if rows else ""
     return (table_html(pd.DataFrame({"name": list(env), "value": [str(v) for v in env.values()]}))
@@ -361,9 +363,10 @@ def _header(run_dir: Path) -> str:
     params = _read(run_dir / "params.json")
     metrics = _read(run_dir / "metrics.json")
     base = metrics.get("baselines", {})
-    kpis = [("test EER", metrics.get("eer")), ("ROC-AUC", metrics.get("roc_auc")), ("test clips", metrics.get("n_test")),
-            ("LFCC-GMM EER", base.get("lfcc_gmm", {}).get("eer")),
-            ("shortcut-probe EER", base.get("shortcut_probe", {}).get("eer"))]
+    pct = lambda v: None if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    kpis = [("test EER", pct(metrics.get("eer"))), ("ROC-AUC", metrics.get("roc_auc")), ("test clips", metrics.get("n_test")),
+            ("LFCC-GMM EER", pct(base.get("lfcc_gmm", {}).get("eer"))),
+            ("shortcut-probe EER", pct(base.get("shortcut_probe", {}).get("eer")))]
     cards = "".join(f'<div class="kpi">{esc(k)}<b>{fmt(v)}</b></div>' for k, v in kpis if v is not None)
     stages = _read(run_dir / "stages.json").get("stages", {})
     failed = [f"{s}: {v.get('error')}" for s, v in stages.items() if v.get("status") == "failed"]
