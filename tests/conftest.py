@@ -15,13 +15,14 @@ Audio is generated, never downloaded; every fixture is deterministic.
 - `shared_speech -> Path`: the real labelled corpus (../shared/speech beside the checkout, or
   $VOICELIB_SHARED_SPEECH); the test is skipped when it is absent. Read it in place, never copy it.
 - `sample_texts -> dict[str, str]`: one short sentence per language code (en, hi, ta, ml, te).
+- `one_torch_thread`: runs the test with one torch thread (use with `pytest.mark.usefixtures`).
 """
 from __future__ import annotations
 
 import functools
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -129,3 +130,14 @@ def shared_speech() -> Path:
     if not (root / "manifest.csv").is_file():
         pytest.skip(f"shared speech corpus not found at {root} (set VOICELIB_SHARED_SPEECH to its folder)")
     return root
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Run a test with one torch thread: tiny networks run fastest and most repeatably so on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

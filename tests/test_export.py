@@ -13,12 +13,7 @@ from voicelib.model import ModelConfig, build_model
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _toy_batch(n=16, seed=0):

@@ -10,13 +10,7 @@ from voicelib.model import ModelConfig, build_model, count_parameters
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest (and most repeatably) on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_state_dict_uses_torchvision_names_and_width64_matches_resnet18():

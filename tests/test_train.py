@@ -21,13 +21,7 @@ TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=4
 LIGHT_AUG = AugmentConfig(p_time_stretch=0.0, p_pitch_shift=0.0, p_codec=0.3, p_reverb=0.3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest (and most repeatably) on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_manifest(root, *, n_per_class=6, seconds=1.5, sr=16000, languages=("english", "hindi")) -> pd.DataFrame:
