@@ -3,7 +3,7 @@ memory per width, and an end-to-end timing that shows decoding is cached (cold v
 
     python bench/bench_train.py                    # CPU, 2 threads, widths 16/32/64 -> bench/results/train.json
     python bench/bench_train.py --device cuda      # GPU: batch features on the GPU, bf16 autocast
-    python bench/bench_train_real.py               # the real-data check (see that script)
+    python bench/bench_train.py --real indic       # train on real speech, then fine-tune in each mode
 """
 from __future__ import annotations
 
