@@ -38,7 +38,7 @@ def main() -> None:
         print(f"{code}: {r['x_real_time']:6.1f} x real time, {r['sentences_per_second']:5.1f} sentences/s")
     write_json(args.out, {"benchmark": "espeak-ng synthesis (voicelib.espeak.synthesize, default voice)",
                           "machine": machine(), "results": results,
-                          "note": "single process; each call loads a fresh copy of the library for repeatable output"})
+                          "note": "single process; one espeak-ng library instance per process (voicelib.espeak), 1 core"})
 
 
 if __name__ == "__main__":
