@@ -101,23 +101,22 @@ def recipe_split(split: pd.DataFrame, *, seed: int, val_share: float = 0.2) -> p
 
 
 def loeo_split(split: pd.DataFrame, engine: str, *, seed: int, val_share: float = 0.2) -> pd.DataFrame:
-    """Hold one AI engine out of training; test on all its clips against the human test clips."""
+    """Hold one AI engine out: test on all its clips against the human test clips; the other engines'
+    clips (from any split) train, with a seeded share of their groups kept for validation."""
     out = split.copy()
-    ai = out["label"] == "ai"
-    held = ai & (out["engine"] == engine) & (out["split"] != "excluded")
-    out.loc[ai & ~held & (out["split"] == "test"), "split"] = "excluded"  # other engines: seen in training
+    active = out["split"] != "excluded"
+    ai = (out["label"] == "ai") & active
+    held = ai & (out["engine"] == engine)
+    rest = ai & ~held
     out.loc[held, "split"] = "test"
-    val_ai = (out["split"] == "val") & ai
-    if not val_ai.any():  # the remaining engines all sat in train: lend some of their groups to validation
-        train_ai = out.index[(out["split"] == "train") & ai]
-        groups = out.loc[train_ai, "group"].unique()
-        rng = np.random.default_rng(seed)
-        if len(groups) >= 5:
-            pick = set(rng.choice(groups, max(1, int(len(groups) * val_share)), replace=False))
-            moved = [i for i in train_ai if out.at[i, "group"] in pick]
-        else:
-            moved = list(rng.choice(train_ai, max(1, int(len(train_ai) * val_share)), replace=False))
-        out.loc[moved, "split"] = "val"
+    out.loc[rest, "split"] = "train"
+    rng = np.random.default_rng(seed)
+    groups = out.loc[rest, "group"].unique()
+    if len(groups) >= 5:
+        val = rest & out["group"].isin(rng.choice(groups, max(1, round(len(groups) * val_share)), replace=False))
+    else:  # too few groups to hold whole ones out: validate on a share of the clips
+        val = out.index.isin(rng.choice(out.index[rest], max(1, round(rest.sum() * val_share)), replace=False))
+    out.loc[val, "split"] = "val"
     return out
 
 
