@@ -108,7 +108,7 @@ def write_markdown(path: Path, report: dict) -> None:
     """Write a short human-readable summary beside the JSON."""
     m = report["machine"]
     lines = [f"# Features benchmark ({m['date']})", "",
-             f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+             f"{m['cpu']}, {m['cpu_count']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
              f"librosa {m['librosa']}, libsndfile {m['libsndfile']}, {m['platform']}", "",
              "| format | files | audio (s) | decode+resample x RT | log-mel x RT | both x RT | batched log-mel x RT |",
              "|---|---|---|---|---|---|---|"]
@@ -118,7 +118,7 @@ def write_markdown(path: Path, report: dict) -> None:
                      f"{r['logmel_batched_3s_x32_x_realtime']} |")
     lines += ["", f"librosa.load(sr=16000) on the FLAC files: {report['librosa_load_flac_x_realtime']} x RT.",
               f"Best of {report['repeats']} passes (files in the page cache after the first); 1-minute load "
-              f"average {m['load_average_1m_at_start']} at start, {report['load_average_1m_at_end']} at end (other jobs on the same cores slow torch's "
+              f"average {m['load_average_at_start'][0]} at start, {report['load_average_1m_at_end']} at end (other jobs on the same cores slow torch's "
               "2-thread kernels a lot). Target: >= 300x real time for FLAC decode+log-mel.", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
