@@ -147,3 +147,14 @@ def test_dataset_mixtures_language_mask_and_val_crops(toy, tmp_path):
     assert masked[0]["language"] == -1 and masked[0]["multi"] == 0.0
     val = SegmentDataset(toy[toy["split"] == "val"], cache, segment_seconds=1.0, train=False)
     assert len(val) == 2 * 4  # 1.5 s clips give two 1 s crops each
+
+
+def test_select_on_accuracy_picks_the_most_accurate_epoch(toy, tmp_path):
+    # the common recipe's choice (accuracy at probability 0.5), kept for the comparison in bench/run_results.py
+    result = _fit(toy, tmp_path / "acc", select_on="accuracy")
+    h = result.history
+    best = h.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
+    assert result.best_epoch == int(best["epoch"])
+    assert read_json(result.model_dir / "config.json")["training"]["select_on"] == "accuracy"
+    with pytest.raises(ValueError, match="select_on"):
+        _fit(toy, tmp_path / "bad", select_on="loss")
