@@ -39,12 +39,11 @@ def pick_files(minutes: float) -> tuple[list[str], float]:
 
 def fresh_model_dir(out: Path) -> Path:
     """Save an untrained detector of the default CPU width as a model directory."""
-    from voicelib import store
-    from voicelib.model import ModelConfig, build_model
+    from voicelib.model import ModelConfig, build_model, save_model
 
     cfg = ModelConfig.light()
-    return store.save_model(build_model(cfg, seed=0), out, config={"model": cfg.to_dict(), "threshold": 0.0,
-                                                                     "calibration": {"a": 1.0, "b": 0.0}})
+    return save_model(build_model(cfg, seed=0), out, config={"model": cfg.to_dict(), "threshold": 0.0,
+                                                             "calibration": {"a": 1.0, "b": 0.0}})
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -7,7 +7,7 @@ import pytest
 from voicelib import store
 from voicelib.detect import AI, HUMAN, INCONCLUSIVE, Detector, chunk_bounds, classify, detect_paths, expand_paths
 from voicelib.errors import AudioError, ModelError
-from voicelib.model import ModelConfig, build_model
+from voicelib.model import ModelConfig, build_model, load_model, save_model
 
 SR = 16000
 
@@ -18,7 +18,7 @@ def save_tiny_model(model_dir, *, threshold=0.0, calibration=(1.0, 0.0), seed=0,
     model = build_model(cfg, seed=seed).eval()
     config = {"model": cfg.to_dict(), "threshold": threshold, "calibration": {"a": calibration[0], "b": calibration[1]},
               "threshold_scale": "logit", "language_head_active": language_head}
-    return store.save_model(model, model_dir, config=config, metrics={})
+    return save_model(model, model_dir, config=config, metrics={})
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_inference_copy_gives_the_same_outputs(tiny_model):
 
     from voicelib.detect import inference_copy
 
-    model, _ = store.load_model(tiny_model)
+    model, _ = load_model(tiny_model)
     gen = torch.Generator().manual_seed(0)
     for m in model.modules():  # non-trivial statistics and affine terms, as after training
         if isinstance(m, torch.nn.BatchNorm2d):

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from tests.test_detect import save_tiny_model
-from voicelib import evaluate
+from voicelib import evaluate, plots
 
 SR = 16000
 
@@ -68,7 +68,7 @@ def _write_manifest(root, rng):
     return pd.DataFrame(rows)
 
 
-def test_evaluate_run_writes_metrics_scores_and_figures(tmp_path):
+def test_evaluate_run_writes_metrics_and_scores_that_the_figures_are_drawn_from(tmp_path):
     manifest = _write_manifest(tmp_path, np.random.default_rng(0))
     model_dir = save_tiny_model(tmp_path / "model", threshold=0.1, calibration=(2.0, -0.5))
     out = tmp_path / "run"
@@ -76,8 +76,9 @@ def test_evaluate_run_writes_metrics_scores_and_figures(tmp_path):
     saved = json.loads((out / "metrics.json").read_text())
     for key in ("eer", "roc_auc", "threshold", "accuracy", "precision", "recall", "f1", "fpr", "fnr", "confusion",
                 "n_test", "ci", "breakdowns", "robustness", "baselines", "shortcut_warning", "calibration",
-                "inconclusive", "figures"):
+                "inconclusive"):
         assert key in saved, key
+    assert saved["model_dir"] == str(model_dir)  # outside the run directory: named in full
     assert saved["n_test"] == 8 and sum(saved["confusion"].values()) == 8
     # the threshold is the model's (validation) threshold through its calibration, never tuned on test
     assert saved["threshold"] == pytest.approx(1 / (1 + np.exp(-(2.0 * 0.1 - 0.5))))
@@ -87,11 +88,15 @@ def test_evaluate_run_writes_metrics_scores_and_figures(tmp_path):
     assert saved["baselines"]["shortcut_probe"]["eer"] < 0.35 and "SHORTCUT WARNING" in saved["shortcut_warning"]
     assert saved["ci"]["eer"][0] <= saved["eer"] <= saved["ci"]["eer"][1]
     assert saved["breakdowns"]["engine"]["tts_x"]["n_ai"] == 4
-    for rel in saved["figures"].values():
-        assert (out / rel).stat().st_size > 1000
-    assert {"confusion_matrix", "roc", "det", "score_histogram", "reliability", "robustness"} <= set(saved["figures"])
     scores = pd.read_csv(out / "scores.csv")
     assert len(scores) == 8 and {"ai_score", "ai_logit", "classification", "lfcc_gmm", "shortcut_probe"} <= set(scores)
+    val_scores = pd.read_csv(out / "val_scores.csv")
+    assert set(val_scores["label"]) == {"human", "ai"} and "ai_logit" in val_scores
+    figures = plots.evaluation_figures(scores, saved, val_scores)
+    assert set(figures) == {"confusion_matrix", "roc", "det", "score_histogram", "reliability", "robustness"}
+    roc_lines = figures["roc"].axes[0].get_legend_handles_labels()[1]
+    assert [label.split(" ")[0] for label in roc_lines] == ["model", "lfcc_gmm", "shortcut_probe"]
+    assert figures["confusion_matrix"].axes[0].texts[0].get_text() == str(saved["confusion"]["tn"])
     assert result["eer"] == saved["eer"]
 
 

@@ -8,7 +8,7 @@ import torch
 from voicelib import export, store
 from voicelib.features import FeatureConfig
 from voicelib.metrics import eer
-from voicelib.model import ModelConfig, build_model
+from voicelib.model import ModelConfig, build_model, load_model, save_model
 
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
 
@@ -39,7 +39,7 @@ def test_onnx_export_matches_torch_with_any_batch(tmp_path):
     import onnxruntime as ort
 
     model = build_model(TINY, seed=0).eval()
-    store.save_model(model, tmp_path / "m", config={"model": TINY.to_dict()})
+    save_model(model, tmp_path / "m", config={"model": TINY.to_dict()})
     path = export.export_onnx(tmp_path / "m", tmp_path / "m.onnx")
     feats = torch.randn(5, 40, 101)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from voicelib import report
+from voicelib import plots, report
 
 
 def _clip(path: Path, freq: float, seconds: float, seed: int) -> Path:
@@ -43,21 +43,18 @@ def run_dir(tmp_path: Path) -> Path:
         "examples": [{"label": "ai", "before": before, "after": after, "transforms": "gain,reverb"}]}))
     pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.9, 0.6, 0.4], "val_eer": [0.4, 0.3, 0.25],
                   "val_auc": [0.6, 0.7, 0.8]}).to_csv(run / "history.csv", index=False)
-    (run / "figures").mkdir()
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots()
-    ax.plot([0, 1], [0, 1])
-    fig.savefig(run / "figures" / "roc.png")
-    plt.close(fig)
+    test = [r for r in rows if r["split"] == "test"]
+    pd.DataFrame({"path": [r["path"] for r in test], "label": [r["label"] for r in test],
+                  "ai_logit": np.linspace(-2, 2, len(test)), "ai_score": np.linspace(0.1, 0.9, len(test)),
+                  "lfcc_gmm": np.linspace(-1, 1, len(test))}).to_csv(run / "scores.csv", index=False)
     metrics = {"eer": 0.125, "roc_auc": 0.93, "threshold": 0.41, "n_test": 4, "ci": {"eer": [0.05, 0.3]},
                "breakdowns": {"engine": {"espeak-ng": {"eer": 0.1, "n": 2}, "human": {"eer": 0.2, "n": 2}}},
                "baselines": {"lfcc_gmm": {"eer": 0.3, "roc_auc": 0.7},
                              "shortcut_probe": {"eer": 0.2, "verdict": "shortcuts", "weights": {"rms_dbfs": 1.5}}},
-               "calibration": {"method": "platt", "ece_test_after": 0.04},
-               "shortcut_warning": "SHORTCUT WARNING: trivial cues separate the classes (EER 0.20)",
-               "figures": {"roc": "figures/roc.png"}}
+               "calibration": {"method": "platt", "ece_test_after": 0.04, "a": 1.0, "b": 0.0},
+               "confusion": {"tn": 2, "fp": 0, "fn": 1, "tp": 3},
+               "inconclusive": {"band": 0.1, "low": 0.31, "high": 0.51},
+               "shortcut_warning": "SHORTCUT WARNING: trivial cues separate the classes (EER 0.20)"}
     (run / "metrics.json").write_text(json.dumps(metrics))
     (run / "params.json").write_text(json.dumps({"run_id": run.name, "created": "2026-01-01T00:00:00",
         "parameters": {"language": "hindi", "seed": 3, "epochs": 3, "device": "cpu"},
@@ -111,6 +108,16 @@ def test_write_index_is_self_contained(run_dir: Path) -> None:
     assert "not evaluated in this run" in page  # no robustness table: said so, in the model card too
     assert 'href="history.csv"' in page and 'href="01_collect_data.html"' in page
     assert "Only one AI engine (espeak-ng)" in page and "AI engines in the test split: espeak-ng." in page
+    assert 'alt="roc"' in page and 'alt="confusion_matrix"' in page  # drawn from scores.csv and metrics.json
+    assert "Collection: gtts unreachable: 3 texts" in page  # an unreachable source is said at the top
+
+
+def test_a_failing_section_fails_the_report_but_the_page_is_written(run_dir: Path) -> None:
+    (run_dir / "scores.csv").write_text("not,a\nscores,table\n")
+    with pytest.raises(report.ReportError, match="section.*failed: Evaluation"):
+        report.write_index(run_dir)
+    page = (run_dir / "index.html").read_text()
+    assert "This section could not be built" in page and '<section id="environment">' in page
 
 
 def test_write_index_reports_missing_stages(tmp_path: Path) -> None:
@@ -124,7 +131,7 @@ def test_write_index_reports_missing_stages(tmp_path: Path) -> None:
 
 def test_training_curves_and_nested_tables() -> None:
     history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_eer": [0.3, 0.2]})
-    fig = report.training_curves(history)
+    fig = plots.training_curves(history)
     assert [ax.get_title() for ax in fig.axes] == ["loss", "validation"]
     assert len(fig.axes[0].lines) == 1 and len(fig.axes[1].lines) == 1
     html = report.nested_html({"eer": 0.1, "per_language": {"hindi": {"eer": 0.1}, "tamil": {"eer": 0.3}}})

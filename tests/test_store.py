@@ -10,21 +10,21 @@ import torch
 from voicelib import store
 from voicelib.errors import ModelError
 from voicelib.features import FeatureConfig
-from voicelib.model import ModelConfig, build_model
+from voicelib.model import ModelConfig, build_model, load_model, save_model
 
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
 
 
 def _model_dir(path, *, seed=0):
     model = build_model(TINY, seed=seed).eval()
-    store.save_model(model, path, config={"model": TINY.to_dict(), "threshold": 0.5, "language": "hindi"},
+    save_model(model, path, config={"model": TINY.to_dict(), "threshold": 0.5, "language": "hindi"},
                      metrics={"val_eer": 0.1})
     return model
 
 
 def test_round_trip_gives_identical_outputs(tmp_path):
     model = _model_dir(tmp_path / "m")
-    loaded, meta = store.load_model(tmp_path / "m")
+    loaded, meta = load_model(tmp_path / "m")
     x = torch.randn(2, 40, 101)
     with torch.no_grad():
         for head, value in model(x).items():
@@ -46,26 +46,26 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
-    store.load_model(tmp_path / "m")
+    load_model(tmp_path / "m")
     assert not marker.exists()
 
 
 def test_clear_errors_for_broken_model_dirs(tmp_path):
     with pytest.raises(ModelError, match="no such model directory"):
-        store.load_model(tmp_path / "absent")
+        load_model(tmp_path / "absent")
     _model_dir(tmp_path / "m")
     (tmp_path / "m" / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ModelError, match="corrupt weights"):
-        store.load_model(tmp_path / "m")
+        load_model(tmp_path / "m")
     _model_dir(tmp_path / "w")
     config = json.loads((tmp_path / "w" / "config.json").read_text())
     config["model"]["width"] = 16
     (tmp_path / "w" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="do not match"):
-        store.load_model(tmp_path / "w")
+        load_model(tmp_path / "w")
     (tmp_path / "w" / "config.json").unlink()
     with pytest.raises(ModelError, match="config.json is missing"):
-        store.load_model(tmp_path / "w")
+        load_model(tmp_path / "w")
 
 
 def test_register_promote_rollback_never_overwrite(tmp_path):

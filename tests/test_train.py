@@ -48,10 +48,14 @@ def toy(tmp_path_factory) -> pd.DataFrame:
     return toy_manifest(tmp_path_factory.mktemp("toy"))
 
 
+RUNTIME = ("resume", "on_epoch_end")
+
+
 def _fit(toy, out_dir, **kw):
-    options = dict(model_config=TINY, augment_config=LIGHT_AUG, epochs=2, batch_size=4, lr=3e-3, seed=0,
-                   device="cpu", progress=False, cache_dir=out_dir.parent / "cache")
-    return train.fit(toy, out_dir=out_dir, **{**options, **kw})
+    fields = {"epochs": 2, "batch_size": 4, "lr": 3e-3, "seed": 0, **{k: v for k, v in kw.items() if k not in RUNTIME}}
+    cfg = train.TrainConfig(**{k: str(v) if k == "base_model" else v for k, v in fields.items()})
+    return train.fit(toy, cfg, out_dir=out_dir, model_config=TINY, augment_config=LIGHT_AUG, device="cpu",
+                     progress=False, cache_dir=out_dir.parent / "cache", **{k: kw[k] for k in RUNTIME if k in kw})
 
 
 def _weights(model_dir):
@@ -87,8 +91,9 @@ def test_fit_writes_model_dir_and_is_deterministic_and_resumable(toy, tmp_path):
     for name in ("model.safetensors", "config.json", "metrics.json", "history.csv"):
         assert (a.model_dir / name).is_file()
     config, metrics = read_json(a.model_dir / "config.json"), read_json(a.model_dir / "metrics.json")
-    assert {"threshold", "calibration", "features", "training", "data", "versions"} <= set(config)
-    assert config["training"]["seed"] == 0 and config["language_head_active"] is True
+    assert {"threshold", "calibration", "features", "training", "train_config", "data", "versions"} <= set(config)
+    assert train.TrainConfig.from_dict(config["train_config"]) == train.TrainConfig(epochs=2, batch_size=4, lr=3e-3)
+    assert config["language_head_active"] is True
     assert metrics["n_val_ai"] > 0 and metrics["n_val_human"] > 0 and 0.0 <= metrics["val_eer"] <= 1.0
     assert {"train_loss", "train_ai_loss", "train_multi_loss", "val_loss", "val_eer", "lr"} <= set(a.history.columns)
     again = _fit(toy, tmp_path / "a", epochs=1)  # an earlier model is moved aside, never overwritten
@@ -111,7 +116,7 @@ def test_fine_tune_modes_change_only_what_they_should(toy, tmp_path, mode):
     if mode == "head":
         assert changed <= {"heads.ai.weight", "heads.ai.bias"}
     config = read_json(result.model_dir / "config.json")
-    assert config["training"]["mode"] == mode and config["training"]["base_model"] == str(base)
+    assert config["train_config"]["mode"] == mode and config["train_config"]["base_model"] == str(base)
     assert result.best_val_eer == read_json(result.model_dir / "metrics.json")["val_eer"]
 
 
@@ -124,9 +129,23 @@ def test_requires_grad_per_mode_and_mode_errors(tmp_path):
     train.set_trainable(model, "frozen")
     assert all(p.requires_grad == n.startswith("heads.") for n, p in model.named_parameters())
     with pytest.raises(ValueError, match="base_model"):
-        train.prepare_model("head", TINY, None, 0)
-    with pytest.raises(ValueError, match="unknown"):
-        train.prepare_model("partial", TINY, None, 0)
+        train.TrainConfig(mode="head")
+    with pytest.raises(ValueError, match="mode='partial' is not allowed; choose one of scratch"):
+        train.TrainConfig(mode="partial")
+    with pytest.raises(ValueError, match="mode='scratch' with base_model"):
+        train.TrainConfig(base_model=str(tmp_path))
+
+
+def test_train_config_ranges_and_unknown_fields_are_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"^TrainConfig: epochs=-3 is out of range; allowed: 1 to 100000$"):
+        train.TrainConfig(epochs=-3)
+    with pytest.raises(ValueError, match="lr=0 is out of range"):
+        train.TrainConfig(lr=0)
+    with pytest.raises(ValueError, match="epochs='3' must be an integer"):
+        train.TrainConfig(epochs="3")
+    with pytest.raises(ValueError, match="unknown field.*epoch;.*known fields: epochs"):
+        train.TrainConfig.from_dict({"epoch": 3})
+    assert train.TrainConfig.from_dict({"epochs": 3}, seed=5) == train.TrainConfig(epochs=3, seed=5)
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -155,6 +174,6 @@ def test_select_on_accuracy_picks_the_most_accurate_epoch(toy, tmp_path):
     h = result.history
     best = h.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
     assert result.best_epoch == int(best["epoch"])
-    assert read_json(result.model_dir / "config.json")["training"]["select_on"] == "accuracy"
+    assert read_json(result.model_dir / "config.json")["train_config"]["select_on"] == "accuracy"
     with pytest.raises(ValueError, match="select_on"):
         _fit(toy, tmp_path / "bad", select_on="loss")

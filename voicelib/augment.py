@@ -289,3 +289,10 @@ def materialise(manifest: pd.DataFrame, out_dir: str | Path, *, config: AugmentC
             rows.append(new)
     logger.info("materialised %d augmented variants of %d clips into %s", len(rows), len(pool), out_dir)
     return pd.DataFrame(rows, columns=list(pool.columns) + ["parent_hash", "augment"]) if not rows else pd.DataFrame(rows)
+
+
+def read_config(path: str | Path) -> AugmentConfig:
+    """The AugmentConfig stage 02 wrote into augment.json."""
+    from voicelib.io import read_json
+
+    return AugmentConfig.from_dict(read_json(path)["config"])

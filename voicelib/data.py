@@ -166,10 +166,13 @@ def segments_per_epoch(frame: pd.DataFrame, segment_seconds: float) -> int:
 
 def data_summary(train: pd.DataFrame, val: pd.DataFrame) -> dict[str, Any]:
     """Clips, minutes, speakers and languages per split and label (stored with the model)."""
+    from voicelib.manifest import summary as table
+
     summary: dict[str, Any] = {}
     for split, frame in (("train", train), ("val", val)):
-        for label, part in frame.groupby("label"):
-            summary[f"{split}_{label}"] = {"clips": int(len(part)), "minutes": round(float(part["duration"].sum()) / 60, 2),
-                                           "speakers": int(part["speaker"].nunique()),
-                                           "languages": sorted(part["language"].astype(str).unique().tolist())}
+        for row in table(frame, by=["label"]).to_dict("records"):
+            part = frame[frame["label"] == row["label"]]
+            summary[f"{split}_{row['label']}"] = {"clips": int(row["clips"]), "minutes": float(row["minutes"]),
+                                                  "speakers": int(row["speakers"]),
+                                                  "languages": sorted(part["language"].astype(str).unique().tolist())}
     return summary

@@ -146,6 +146,7 @@ class Detector:
 
         from voicelib import store
         from voicelib.features import LogMel
+        from voicelib.model import load_model
 
         if (model_dir is None) == (language is None):
             raise ValueError("Detector.load: give either a model directory or a language, not both or neither")
@@ -158,7 +159,7 @@ class Detector:
         if not Path(model_dir).is_dir():
             raise ModelError(f"{model_dir}: no such model directory; pass a folder holding model.safetensors and config.json")
         try:
-            model, meta = store.load_model(model_dir, device=device)
+            model, meta = load_model(model_dir, device=device)
         except ModelError:
             raise
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:

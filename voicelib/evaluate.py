@@ -234,7 +234,10 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
                  device: str = "cpu", seed: int = 0, band: float = 0.1, chunk_duration: float = 3.0,
                  overlap: float = 0.5, baselines: bool = True, robust: bool = True, n_boot: int = 1000,
                  gmm_components: int = 32, conditions: Sequence[str] = tuple(CONDITIONS)) -> dict:
-    """Evaluate a model on the test split; write metrics.json, scores.csv and figures/*.png under out_dir."""
+    """Evaluate a model on the test split; write metrics.json, scores.csv and val_scores.csv under out_dir.
+
+    Figures are drawn from those files by voicelib.plots (the report and the notebook do it).
+    """
     from voicelib.detect import Detector
 
     out_dir = Path(out_dir)
@@ -245,10 +248,14 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
     kw = {"chunk_duration": chunk_duration, "overlap": overlap}
     test, test_waves, n_failed = _score_split(det, parts["test"], kw)
     result = _headline(det, test, seed=seed, n_boot=n_boot)
-    result.update(n_test_failed=n_failed, model_dir=str(model_dir), seed=seed,
+    result.update(n_test_failed=n_failed, model_dir=_relative(model_dir, out_dir), seed=seed,
                   scoring={**kw, "clip_score": "Platt(mean chunk logit)", "band": band})
-    val, _, _ = _score_split(det, parts["val"], kw) if len(parts["val"]) else (None, None, 0)
-    val = (val["y"].to_numpy(), val["logit"].to_numpy()) if val is not None and val["y"].nunique() == 2 else None
+    val_frame, _, _ = _score_split(det, parts["val"], kw) if len(parts["val"]) else (None, None, 0)
+    val = None
+    if val_frame is not None and val_frame["y"].nunique() == 2:
+        val = (val_frame["y"].to_numpy(), val_frame["logit"].to_numpy())
+        val_frame["classification"] = [det_class(p, det.threshold, band) for p in val_frame["prob"]]
+        _write_scores(val_frame, out_dir / "val_scores.csv")
     if val is not None:
         rate, thr = metrics.eer(*val)
         result["val_check"] = {"eer": rate, "eer_threshold_logit": thr, "note": "validation re-scored as detection does"}
@@ -267,7 +274,6 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
         if result["shortcut_warning"]:
             log.warning(result["shortcut_warning"])
     test["classification"] = [det_class(p, det.threshold, band) for p in test["prob"]]
-    result["figures"] = write_figures(test, result, out_dir / "figures", val=val)
     _write_scores(test, out_dir / "scores.csv")
     write_json(out_dir / "metrics.json", _jsonable(result))
     log.info("test EER %.3f, AUC %.3f on %d clips", result["eer"], result["roc_auc"], len(test))
@@ -287,94 +293,10 @@ def det_class(prob: float, threshold: float, band: float) -> str:
     return classify(prob, threshold, band=band)[0]
 
 
-def _fig_confusion(ax, result: dict) -> None:
-    c = result["confusion"]
-    grid = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
-    ax.imshow(grid, cmap="Blues", vmin=0)
-    for (i, j), v in np.ndenumerate(grid):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=14, color="white" if v > grid.max() / 2 else "black")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["human", "AI"], yticklabels=["human", "AI"],
-           xlabel="predicted", ylabel="true", title=f"Test confusion (threshold {result['threshold']:.2f})")
-
-
-def _fig_curves(ax_roc, ax_det, y: np.ndarray, curves: dict) -> None:
-    from scipy.stats import norm
-
-    for name, s in curves.items():
-        fpr, tpr, _ = metrics.roc_points(y, s)
-        ax_roc.plot(fpr, tpr, label=f"{name} (AUC {metrics.roc_auc(y, s):.3f})")
-        ax_det.plot(*metrics.det_points(y, s), label=f"{name} (EER {metrics.eer(y, s)[0]:.1%})")
-    ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax_roc.set(xlabel="false-positive rate (human called AI)", ylabel="true-positive rate (AI caught)", title="ROC, test split")
-    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95])
-    labels = [f"{t:.1%}" if t < 0.01 else f"{t:.0%}" for t in ticks]
-    ax_det.set(xticks=norm.ppf(ticks), yticks=norm.ppf(ticks), xticklabels=labels, yticklabels=labels,
-               xlim=(norm.ppf(5e-4), norm.ppf(0.99)), ylim=(norm.ppf(5e-4), norm.ppf(0.99)),
-               xlabel="false-positive rate", ylabel="miss rate (AI called human)", title="DET, test split")
-    for ax in (ax_roc, ax_det):
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-
-
-def _fig_histogram(ax, test: pd.DataFrame, result: dict) -> None:
-    bins = np.linspace(0, 1, 41)
-    for label, name in ((0, "human"), (1, "AI")):
-        sel = test["y"] == label
-        ax.hist(test["prob"][sel], bins=bins, alpha=0.6, label=f"{name} (n={int(sel.sum())})")
-    inc = result["inconclusive"]
-    ax.axvspan(inc["low"], inc["high"], color="grey", alpha=0.2, label="inconclusive band")
-    ax.axvline(result["threshold"], color="k", ls="--", label="threshold (from validation)")
-    ax.set(xlabel="calibrated AI probability", ylabel="test clips", title="Score histogram per class")
-    ax.legend(fontsize=8)
-
-
-def _fig_reliability(ax, test: pd.DataFrame, result: dict, val: tuple | None) -> None:
-    a, b = result["calibration"]["a"], result["calibration"]["b"]
-    for name, part in (("validation", val), ("test", (test["y"], test["logit"]))):
-        if part is not None:
-            px, py, n = metrics.reliability_points(part[0], metrics.apply_platt(part[1], a, b))
-            ax.plot(px, py, "o-", label=f"{name} (n={int(n.sum())})")
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="predicted AI probability (Platt)", ylabel="observed AI share", title="Reliability (10 bins)")
-    ax.legend(fontsize=8)
-
-
-def _fig_robustness(ax, result: dict) -> None:
-    names = ["clean"] + list(result["robustness"])
-    values = [result["eer"]] + [v["eer"] for v in result["robustness"].values()]
-    ax.bar(names, values, color=["tab:blue"] + ["tab:orange"] * (len(names) - 1))
-    for i, v in enumerate(values):
-        ax.text(i, v, f"{v:.1%}", ha="center", va="bottom", fontsize=8)
-    ax.set(ylabel="EER (lower is better)", title="Robustness: test EER per re-encoding")
-    ax.tick_params(axis="x", rotation=30)
-
-
-def write_figures(test: pd.DataFrame, result: dict, fig_dir: Path, *, val: tuple | None = None) -> dict[str, str]:
-    """Confusion matrix, ROC, DET, score histograms, reliability and robustness PNGs; return {name: relative path}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figs = {name: plt.subplots(figsize=size) for name, size in (
-        ("confusion_matrix", (4.2, 3.8)), ("roc", (5, 4.5)), ("det", (5, 4.5)), ("score_histogram", (5.5, 3.8)),
-        ("reliability", (4.5, 4.5))) + ((("robustness", (6, 3.8)),) if result.get("robustness") else ())}
-    curves = {"model": test["logit"], **{k: test[k] for k in ("lfcc_gmm", "shortcut_probe") if k in test}}
-    _fig_confusion(figs["confusion_matrix"][1], result)
-    _fig_curves(figs["roc"][1], figs["det"][1], test["y"].to_numpy(), curves)
-    _fig_histogram(figs["score_histogram"][1], test, result)
-    _fig_reliability(figs["reliability"][1], test, result, val)
-    if "robustness" in figs:
-        _fig_robustness(figs["robustness"][1], result)
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for name, (fig, _) in figs.items():
-        fig.tight_layout()
-        with atomic_path(fig_dir / f"{name}.png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
-        out[name] = f"{fig_dir.name}/{name}.png"
-    return out
+def _relative(path: str | os.PathLike, base: Path) -> str:
+    """`path` relative to `base` when it lies inside it (so a run's metrics.json names no machine path)."""
+    resolved, base = Path(path).resolve(), Path(base).resolve()
+    return resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else str(resolved)
 
 
 def _write_scores(frame: pd.DataFrame, path: Path) -> None:
@@ -395,3 +317,12 @@ def _jsonable(obj):
     if isinstance(obj, (float, np.floating)):
         return None if not np.isfinite(obj) else float(obj)
     return obj
+
+
+HEADLINE = ("eer", "roc_auc", "accuracy", "threshold", "n_test")
+
+
+def headline_table(result: dict) -> pd.DataFrame:
+    """The headline figures of a metrics dict with their 95 % intervals, one row each."""
+    ci = result.get("ci", {})
+    return pd.DataFrame([{"metric": k, "value": result[k], "95% interval": ci.get(k)} for k in HEADLINE if k in result])

@@ -37,7 +37,7 @@ class _TupleOutputs(nn.Module):
 def _as_model(model_or_dir: ResNet18Detector | str | os.PathLike) -> ResNet18Detector:
     if isinstance(model_or_dir, nn.Module):
         return model_or_dir
-    from voicelib.store import load_model
+    from voicelib.model import load_model
 
     return load_model(model_or_dir, device="cpu")[0]
 

@@ -56,11 +56,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _plain(value: Any) -> Any:
+    """JSON form of the few non-JSON types we write on purpose (numpy scalars and arrays, paths); else TypeError."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot write a {type(value).__name__} to JSON ({str(value)[:60]!r}); convert it first")
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write `obj` as indented UTF-8 JSON, atomically."""
+    """Write `obj` as indented UTF-8 JSON, atomically; a value JSON cannot hold is refused, never stringified."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=_plain)  # fails before the file is touched
     with atomic_write(path, "w", encoding="utf-8") as handle:
-        json.dump(obj, handle, indent=2, ensure_ascii=False, default=str)
-        handle.write("\n")
+        handle.write(text + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

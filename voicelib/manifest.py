@@ -129,14 +129,24 @@ def validate(df: pd.DataFrame, *, root: str | os.PathLike | None = None, min_dur
     bad = df["reason"] != ""
     kept = df[~bad].drop(columns="reason").reset_index(drop=True)
     quarantined = df[bad].reset_index(drop=True)
-    for reason, count in quarantined["reason"].str.split(r" \(|:", regex=True).str[0].value_counts().items():
+    for reason, count in reason_counts(quarantined).items():
         log.warning("quarantined %d clip(s): %s", count, reason)
     return kept, quarantined
 
 
-def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Clips, speakers and minutes per (split,) label, source and engine (and reason for quarantine tables)."""
-    keys = [c for c in ("split", "label", "source", "engine", "reason") if c in df.columns]
+def reason_counts(quarantined: pd.DataFrame) -> pd.Series:
+    """How many clips were quarantined for each kind of reason (the reason up to its first detail)."""
+    if "reason" not in quarantined or quarantined.empty:
+        return pd.Series(dtype=int, name="clips")
+    return quarantined["reason"].str.split(r" \(|:", regex=True).str[0].value_counts().rename("clips")
+
+
+def summary(df: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """Clips, speakers and minutes per group of `by` (default: split, label, source, engine, reason if present).
+
+    Every data summary of the project (collection log, data section, model card) is built from this table.
+    """
+    keys = [c for c in (by or ("split", "label", "source", "engine", "reason")) if c in df.columns]
     if df.empty:
         return pd.DataFrame(columns=keys + ["clips", "speakers", "minutes"])
     table = df.groupby(keys, dropna=False).agg(clips=("path", "size"), speakers=("speaker", "nunique"),

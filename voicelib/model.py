@@ -1,4 +1,4 @@
-"""The detector: a ResNet18 over log-mel features with AI-vs-human, language and multi-speaker heads.
+"""The detector: a ResNet18 over log-mel features with AI-vs-human, language and multi-speaker heads, and its files.
 
 State-dict names follow torchvision's resnet18 (conv1, bn1, layer1.0.conv1, ..., layer4.1.downsample.0/1)
 with one input channel and a configurable `width` (64 = standard ResNet18; 16 or 24 for CPU runs).
@@ -8,22 +8,33 @@ quantised model take features, not waves.
 Input normalisation lives inside the model: per-utterance mean and variance over time for each mel bin
 (CMVN). It removes the overall level and static channel colouring of a clip -- both source cues rather
 than AI cues -- and matches the per-clip normalisation of the existing recipe we compare against.
+
+A model directory holds `model.safetensors` (weights), `config.json` (everything to rebuild and use the
+model: architecture, feature settings, labels, sample rate, threshold, calibration, training config, seed,
+data summary, versions), `metrics.json` and `history.csv`. Loading reads only safetensors and JSON, so it
+never executes code from the files. The versioned registry of such directories is voicelib.store.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from voicelib.errors import ModelError
 from voicelib.features import FeatureConfig
+from voicelib.io import atomic_path, read_json, write_json
 from voicelib.languages import LANGUAGE_NAMES
 
 logger = logging.getLogger(__name__)
 
 HEADS = ("ai", "language", "multi")
+WEIGHTS, CONFIG, METRICS, HISTORY = "model.safetensors", "config.json", "metrics.json", "history.csv"
+MODEL_FILES = (WEIGHTS, CONFIG, METRICS, HISTORY)
 
 
 @dataclasses.dataclass
@@ -171,3 +182,73 @@ def build_model(cfg: ModelConfig | None = None, *, seed: int | None = None) -> R
 def count_parameters(model: nn.Module, *, trainable: bool = False) -> int:
     """Number of (trainable) parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
+
+
+# ---------------------------------------------------------------- the model directory
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write a model's state dict as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    return Path(path)
+
+
+def save_model(model: nn.Module, model_dir: str | os.PathLike, *, config: dict[str, Any],
+               metrics: dict[str, Any] | None = None) -> Path:
+    """Write weights, config (and metrics) into `model_dir`; each file is replaced atomically."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(model, model_dir / WEIGHTS)
+    write_json(model_dir / CONFIG, config)
+    if metrics is not None:
+        write_json(model_dir / METRICS, metrics)
+    return model_dir
+
+
+def read_meta(model_dir: str | os.PathLike) -> dict[str, Any]:
+    """config.json of a model dir, with metrics.json (if any) under 'metrics'; ModelError when unusable."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelError(f"{model_dir}: no such model directory; train one with train.fit or pick one with "
+                         "`python -m voicelib models list`")
+    for name in (WEIGHTS, CONFIG):
+        if not (model_dir / name).is_file():
+            raise ModelError(f"{model_dir}: {name} is missing; the directory is not a complete model "
+                             "(retrain or re-register it)")
+    try:
+        meta = read_json(model_dir / CONFIG)
+        meta["metrics"] = read_json(model_dir / METRICS) if (model_dir / METRICS).is_file() else {}
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    if not isinstance(meta.get("model"), dict):
+        raise ModelError(f"{model_dir / CONFIG}: no 'model' section; this is not a voicelib detector config")
+    return meta
+
+
+def load_model(path: str | os.PathLike, *, device: str = "cpu") -> tuple[ResNet18Detector, dict[str, Any]]:
+    """Rebuild a detector from safetensors + config.json (no pickle), in eval mode on `device`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    model_dir = Path(path)
+    meta = read_meta(model_dir)
+    try:
+        cfg = ModelConfig.from_dict(meta["model"])
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"{model_dir / CONFIG}: model section unusable ({exc}); re-export the model") from None
+    try:
+        state = load_file(str(model_dir / WEIGHTS), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{model_dir / WEIGHTS}: corrupt weights file ({exc}); retrain or restore the model") from None
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1:2] or [str(exc)]
+        raise ModelError(f"{model_dir}: weights do not match config.json ({first[0].strip()}); "
+                         "the files come from different models") from None
+    return model.to(device).eval(), meta

@@ -10,69 +10,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from voicelib import plots
+from voicelib.errors import VoiceLibError
 from voicelib.io import atomic_write, read_json, write_json
-from voicelib.report_html import (CLIP_SECONDS, CSS, SR, audio_tag, esc, figure_png, file_img, fmt, img_tag, kv_table,
+from voicelib.manifest import summary as data_summary_table
+from voicelib.report_html import (CLIP_SECONDS, CSS, SR, audio_tag, esc, figure_png, fmt, img_tag, kv_table,
                                   load_clip, nested_html, records_table, table_html)
 
 log = logging.getLogger(__name__)
 
-STAGE_TITLES = {"01_collect_data": "Collect data", "02_augment": "Augment", "03_finetune": "Fine-tune",
-                "04_evaluate": "Evaluate", "05_report": "Report"}
 
 
-# ---------------------------------------------------------------- figures
+class ReportError(VoiceLibError):
+    """One or more report sections could not be built (the page is written, naming them)."""
 
 
-def spectrogram_figure(path: str | os.PathLike, *, title: str = "", seconds: float = CLIP_SECONDS) -> Any:
-    """A small log-mel spectrogram (80 bands, 0-8 kHz) of the first seconds of a clip."""
-    import librosa
-    import matplotlib.pyplot as plt
-
-    wave = load_clip(path, seconds)
-    mel = librosa.feature.melspectrogram(y=wave, sr=SR, n_fft=512, hop_length=160, n_mels=80, fmax=8000)
-    fig, ax = plt.subplots(figsize=(4.2, 1.9))
-    ax.imshow(librosa.power_to_db(mel + 1e-10, ref=np.max, top_db=80), origin="lower", aspect="auto",
-              cmap="magma", extent=(0, len(wave) / SR, 0, 80))
-    ax.set_xlabel("s")
-    ax.set_ylabel("mel band")
-    ax.set_title(title, fontsize=9)
-    return fig
+def stage_title(stage: str) -> str:
+    """`03_finetune` -> `Finetune`: a stage's name as a link text."""
+    return stage[3:].replace("_", " ").capitalize() if stage[:2].isdigit() else stage
 
 
-def duration_histogram(df: pd.DataFrame) -> Any:
-    """Histogram of clip durations per class."""
-    import matplotlib.pyplot as plt
+def model_features(run_dir: Path | None) -> Any:
+    """The FeatureConfig of the run's model (the model's own front end), or the default before training."""
+    from voicelib.features import FeatureConfig
 
-    fig, ax = plt.subplots(figsize=(6, 2.8))
-    bins = np.linspace(0, max(float(df["duration"].max()), 1.0), 30)
-    for label, group in df.groupby("label"):
-        ax.hist(group["duration"], bins=bins, alpha=0.6, label=f"{label} ({len(group)})")
-    ax.set_xlabel("duration (s)")
-    ax.set_ylabel("clips")
-    ax.legend()
-    ax.set_title("Clip durations by class")
-    return fig
+    config = _read(run_dir / "model" / "config.json") if run_dir else {}
+    return FeatureConfig.from_dict(config["features"]) if config.get("features") else FeatureConfig()
 
 
-def training_curves(history: pd.DataFrame) -> Any:
-    """Loss per epoch (left) and validation EER / ROC-AUC per epoch (right)."""
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
-    x = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
-    for col in [c for c in history.columns if "loss" in c]:
-        left.plot(x, history[col], marker="o", label=col)
-    left.set_title("loss")
-    for col in [c for c in history.columns if c.startswith("val") and ("eer" in c or "auc" in c)]:
-        right.plot(x, history[col], marker="o", label=col)
-    right.set_title("validation")
-    for ax in (left, right):
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+def spectrogram_png(path: str | os.PathLike, *, title: str, features: Any) -> str:
+    """Base64 PNG of the first seconds of a clip through the model's front end."""
+    return figure_png(plots.spectrogram(load_clip(path, CLIP_SECONDS), features, title=title))
 
 
 # ---------------------------------------------------------------- data summary
@@ -81,13 +49,12 @@ def training_curves(history: pd.DataFrame) -> Any:
 def data_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Clips and minutes per class, engine, speaker and split (class columns side by side)."""
     tables = {}
-    for key in ("label", "engine", "speaker", "split"):
+    for key in ("label", "family", "engine", "speaker", "split"):
         if key not in df.columns:
             continue
         keys = [key] if key == "label" else [key, "label"]
-        t = df.groupby(keys, dropna=False).agg(clips=("path", "size"), minutes=("duration", "sum"))
-        t["minutes"] = (t["minutes"] / 60).round(2)
-        tables[key] = t.reset_index().sort_values("clips", ascending=False, kind="stable")
+        t = data_summary_table(df, by=keys).drop(columns=["speakers"] if key == "speaker" else [])
+        tables[key] = t.sort_values("clips", ascending=False, kind="stable").reset_index(drop=True)
     if "split" in df.columns:
         pivot = df.pivot_table(index="split", columns="label", values="duration", aggfunc=["size", "sum"], fill_value=0)
         pivot.columns = [f"{'clips' if a == 'size' else 'minutes'} {b}" for a, b in pivot.columns]
@@ -123,13 +90,14 @@ def pick_examples(df: pd.DataFrame, *, per_class: int = 2, seed: int = 0) -> pd.
     return pd.concat(picked) if picked else df.head(0)
 
 
-def examples_html(df: pd.DataFrame, *, per_class: int = 2, seed: int = 0) -> str:
-    """Audio players with spectrograms for example clips of each class."""
-    cards = []
+def examples_html(df: pd.DataFrame, *, per_class: int = 2, seed: int = 0, run_dir: Path | None = None) -> str:
+    """Audio players with spectrograms (the model's front end) for example clips of each class."""
+    cards, features = [], model_features(run_dir)
     for row in pick_examples(df, per_class=per_class, seed=seed).itertuples():
         title = f"{row.label} · {row.engine} · {row.speaker}"
+        png = spectrogram_png(row.path, title=title, features=features)
         cards.append(f'<div class="card" style="border:1px solid #ddd;padding:.4em"><b>{esc(title)}</b><br>'
-                     f'{audio_tag(row.path)}<br>{img_tag(figure_png(spectrogram_figure(row.path, title=title)), alt=title)}</div>')
+                     f'{audio_tag(row.path)}<br>{img_tag(png, alt=title)}</div>')
     # inline flex style: notebook renderings do not carry the report's stylesheet
     return f'<div class="cards" style="display:flex;flex-wrap:wrap;gap:1em">{"".join(cards)}</div>'
 
@@ -189,7 +157,7 @@ def training_section(run_dir: Path) -> str:
     summary = {k: v for k, v in train.items() if not isinstance(v, (dict, list))}
     model_dir, link = model_location(run_dir)
     where = link.get("path") or (str(model_dir) if model_dir else "(missing)")
-    return (img_tag(figure_png(training_curves(history)), alt="training curves")
+    return (img_tag(figure_png(plots.training_curves(history)), alt="training curves")
             + (table_html(pd.DataFrame({"name": list(summary), "value": [fmt(v) for v in summary.values()]}))
                if summary else "")
             + f'<p>Model: <code>{esc(where)}</code>. History: <a href="{esc(rel)}">{esc(rel)}</a></p>'
@@ -217,10 +185,9 @@ def evaluation_section(run_dir: Path) -> str:
             [{"scorer": k, **{c: fmt(v[c]) for c in ("eer", "roc_auc", "accuracy") if c in v}} for k, v in rows.items()]))
             + "</div>")
     parts.append("</div>")
-    figures = m.get("figures") or {p.stem: f"figures/{p.name}" for p in sorted((run_dir / "figures").glob("*.png"))}
     parts.append('<div class="gallery">' + "".join(
-        f'<figure>{file_img(run_dir / rel)}<figcaption>{esc(name.replace("_", " "))}</figcaption></figure>'
-        for name, rel in figures.items()) + "</div>")
+        f'<figure>{img_tag(figure_png(fig), alt=name)}<figcaption>{esc(name.replace("_", " "))}</figcaption></figure>'
+        for name, fig in evaluation_figures(run_dir, m).items()) + "</div>")
     for column, table in m.get("breakdowns", {}).items():
         parts.append(f"<h4>per {esc(column)}</h4>{records_table(table, column)}")
     probe, boxes = base.get("shortcut_probe", {}), []
@@ -244,12 +211,21 @@ def evaluation_section(run_dir: Path) -> str:
     return "".join(parts)
 
 
+def evaluation_figures(run_dir: Path, result: dict) -> dict[str, Any]:
+    """The evaluation figures, drawn from scores.csv (and val_scores.csv) and metrics.json."""
+    if not (run_dir / "scores.csv").is_file():
+        return {}
+    val = run_dir / "val_scores.csv"
+    return plots.evaluation_figures(pd.read_csv(run_dir / "scores.csv"), result,
+                                    pd.read_csv(val) if val.is_file() else None)
+
+
 def augment_section(run_dir: Path, *, per_class: int | None = None) -> str:
     """Augmentation settings and before/after players of 02_augment (at most `per_class` examples per class)."""
     info = _read(run_dir / "augment" / "augment.json")
     if not info:
         return '<p class="muted">No augment/augment.json (02_augment did not finish).</p>'
-    rows, shown = [], {}
+    rows, shown, features = [], {}, model_features(run_dir)
     for ex in info.get("examples", []):
         shown[ex["label"]] = shown.get(ex["label"], 0) + 1
         if per_class is not None and shown[ex["label"]] > per_class:
@@ -258,8 +234,8 @@ def augment_section(run_dir: Path, *, per_class: int | None = None) -> str:
         for side in ("before", "after"):
             path = Path(ex[side]) if Path(ex[side]).is_absolute() else run_dir / "augment" / ex[side]
             if path.is_file():
-                fig = spectrogram_figure(path, title=f"{ex['label']} {side}")
-                cells.append(f"<td>{audio_tag(path)}<br>{img_tag(figure_png(fig))}</td>")
+                png = spectrogram_png(path, title=f"{ex['label']} {side}", features=features)
+                cells.append(f"<td>{audio_tag(path)}<br>{img_tag(png)}</td>")
             else:
                 cells.append(f"<td class='muted'>missing {esc(path.name)}</td>")
         rows.append(f"<tr><td>{esc(ex['label'])}<br><small>{esc(ex.get('transforms', ''))}</small></td>{''.join(cells)}</tr>")
@@ -282,14 +258,15 @@ def data_section(run_dir: Path, *, seed: int = 0) -> str:
     notes = _read(run_dir / "data_summary.json").get("notes", [])
     parts = ["".join(f'<p class="warn">{esc(n)}</p>' for n in notes)] + [f"<p>{len(df)} clips, {df['duration'].sum() / 60:.1f} minutes, {df['speaker'].nunique()} speakers; "
              f"{n_quarantined} clips quarantined (<a href='quarantine.csv'>quarantine.csv</a>).</p>"]
-    titles = {"split_by_class": "per split and class", "label": "per class", "engine": "per engine"}
+    titles = {"split_by_class": "per split and class", "label": "per class", "family": "per family",
+              "engine": "per engine"}
     parts.append("<div class='row'>" + "".join(f"<div><h4>{t}</h4>{table_html(tables[k])}</div>"
                                                for k, t in titles.items() if k in tables)
-                 + f"<div>{img_tag(figure_png(duration_histogram(df)), alt='durations')}</div></div>")
+                 + f"<div>{img_tag(figure_png(plots.durations(df)), alt='durations')}</div></div>")
     if "speaker" in tables:
         parts.append(f"<details><summary>per speaker ({df['speaker'].nunique()} speakers)</summary>"
                      f"{table_html(tables['speaker'], max_rows=200)}</details>")
-    parts.append("<h4>examples (first seconds, test split)</h4>" + examples_html(df, seed=seed))
+    parts.append("<h4>examples (first seconds, test split)</h4>" + examples_html(df, seed=seed, run_dir=run_dir))
     return "".join(parts)
 
 
@@ -371,6 +348,7 @@ def _header(run_dir: Path) -> str:
     stages = _read(run_dir / "stages.json").get("stages", {})
     failed = [f"{s}: {v.get('error')}" for s, v in stages.items() if v.get("status") == "failed"]
     notes = "".join(f'<p class="fail">{esc(f)}</p>' for f in failed)
+    notes += "".join(f'<p class="warn">Collection: {esc(n)}</p>' for n in _read(run_dir / "data_summary.json").get("notes", []))
     if metrics.get("shortcut_warning"):
         notes += f'<p class="warn">{esc(metrics["shortcut_warning"])}</p>'
     p = params.get("parameters", {})
@@ -388,18 +366,23 @@ def write_index(run_dir: str | os.PathLike) -> Path:
     """Write run_dir/index.html: one self-contained page (inline CSS, base64 images and audio, no CDN)."""
     run_dir = Path(run_dir).resolve()
     seed = int(_read(run_dir / "params.json").get("parameters", {}).get("seed", 0) or 0)
-    links = " ".join(f'<a href="{s}.html">{esc(t)}</a>' for s, t in STAGE_TITLES.items())
+    stages = _read(run_dir / "stages.json").get("stages", {})
+    links = " ".join(f'<a href="{s}.html">{esc(stage_title(s))}</a>' for s in stages)
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t, _ in SECTIONS)
     body = [_header(run_dir), f"<nav>{nav}<br><span class='muted'>notebooks:</span> {links}</nav>"]
+    failed = []
     for anchor, title, build in SECTIONS:
         try:
             content = build(run_dir, seed=seed) if build is data_section else build(run_dir)
-        except Exception as exc:  # one broken section must not hide the rest of the report
+        except Exception as exc:  # noqa: BLE001 - shown on the page and raised below: the rest still renders
             log.exception("report section %s failed", anchor)
+            failed.append(f"{title} ({type(exc).__name__}: {exc})")
             content = f'<p class="fail">This section could not be built: {esc(type(exc).__name__)}: {esc(exc)}</p>'
         body.append(f'<section id="{anchor}"><h2>{esc(title)}</h2>{content}</section>')
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>voicelib report {esc(run_dir.name)}'
             f'</title><style>{CSS}</style></head><body><main>{"".join(body)}</main></body></html>\n')
     with atomic_write(run_dir / "index.html", "w", encoding="utf-8") as handle:
         handle.write(page)
+    if failed:
+        raise ReportError(f"{run_dir / 'index.html'}: written, but {len(failed)} section(s) failed: {'; '.join(failed)}")
     return run_dir / "index.html"

@@ -25,21 +25,70 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from voicelib import __version__, data, store
+from voicelib import __version__, checkpoint, config, data
 from voicelib.augment import AugmentConfig, Augmenter, spec_augment
 from voicelib.cache import AudioCache
-from voicelib.errors import DataError, ModelError
+from voicelib.errors import DataError
 from voicelib.features import LogMel
-from voicelib.io import atomic_path, atomic_write
+from voicelib.io import write_json
 from voicelib.languages import LANGUAGE_NAMES
 from voicelib.metrics import eer, fit_platt
-from voicelib.model import ModelConfig, ResNet18Detector, build_model
+from voicelib.model import WEIGHTS, ModelConfig, ResNet18Detector, build_model, load_model, save_model
 
 logger = logging.getLogger(__name__)
 
 MODES = ("scratch", "full", "frozen", "head")
+SELECT_ON = ("eer", "accuracy")
 REQUIRED_COLUMNS = ("path", "label", "language", "speaker", "duration", "split")
-LAST = Path("checkpoints") / "last.pt"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train: every training default is defined here and nowhere else; saved in the model directory."""
+
+    epochs: int = 12  # passes over the training set (early stopping may end sooner)
+    patience: int = 4  # epochs without validation improvement before stopping
+    lr: float = 1e-3  # peak learning rate (AdamW, linear warm-up then cosine decay)
+    batch_size: int = 32  # segments per batch
+    weight_decay: float = 0.01  # AdamW weight decay
+    warmup_fraction: float = 0.05  # share of the steps spent warming up the learning rate
+    mix_prob: float = 0.2  # share of training segments made two-speaker mixtures (multi-speaker head)
+    language_weight: float = 0.3  # loss weight of the language head (used when training has >= 2 languages)
+    multi_weight: float = 0.3  # loss weight of the multi-speaker head
+    segments_per_epoch: int = 0  # segments drawn per epoch; 0 means one pass over the training audio
+    mode: str = "scratch"  # scratch, full (all weights of base_model), frozen (backbone fixed) or head (AI head)
+    base_model: str = ""  # model directory to fine-tune from; empty trains from scratch
+    select_on: str = "eer"  # model selection: validation EER, or accuracy at probability 0.5 (common recipes)
+    seed: int = 0  # seed of initialisation, sampling, augmentation and dropout
+    num_workers: int = 0  # DataLoader worker processes (0 = in the training process)
+    threads: int = 0  # torch CPU threads while training (0 = leave torch's setting)
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for field, low, high in (("epochs", 1, 100_000), ("patience", 1, 100_000), ("batch_size", 2, 65_536),
+                                 ("segments_per_epoch", 0, 10**9), ("seed", 0, 2**31 - 1), ("num_workers", 0, 256),
+                                 ("threads", 0, 1024)):
+            config.check_range(name, field, getattr(self, field), low, high, integer=True)
+        for field, low, high in (("weight_decay", 0, 10), ("warmup_fraction", 0, 0.9), ("mix_prob", 0, 1),
+                                 ("language_weight", 0, 100), ("multi_weight", 0, 100)):
+            config.check_range(name, field, getattr(self, field), low, high)
+        config.check_range(name, "lr", self.lr, 1e-8, 10.0)
+        config.check_choice(name, "mode", self.mode, MODES)
+        config.check_choice(name, "select_on", self.select_on, SELECT_ON)
+        if self.mode == "scratch" and self.base_model:
+            raise ValueError(f"{name}: mode='scratch' with base_model={self.base_model!r}; "
+                             "use mode full, frozen or head to fine-tune it, or drop base_model")
+        if self.mode != "scratch" and not self.base_model:
+            raise ValueError(f"{name}: mode={self.mode!r} fine-tunes a trained model; set base_model to its directory")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None = None, **fields: Any) -> "TrainConfig":
+        """Build from a dict of fields (plus keyword fields), refusing unknown names."""
+        return config.from_dict(cls, data, **fields)
 
 
 @dataclasses.dataclass
@@ -54,6 +103,8 @@ class TrainResult:
     threshold: float
     calibration: tuple[float, float]
     stopped_early: bool
+    mode: str = "scratch"
+    device: str = "cpu"
 
 
 def check_splits(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -83,22 +134,15 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def prepare_model(mode: str, model_config: ModelConfig | None, base_model: str | os.PathLike | None,
-                  seed: int) -> tuple[ResNet18Detector, dict[str, Any]]:
-    """Build (scratch) or load (fine-tune) the network and freeze what `mode` says."""
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r} unknown; use one of {', '.join(MODES)}")
-    if mode == "scratch":
-        if base_model is not None:
-            raise ValueError("mode='scratch' ignores base_model; use mode='full', 'frozen' or 'head' to fine-tune")
-        return build_model(model_config or ModelConfig(), seed=seed), {}
-    if base_model is None:
-        raise ValueError(f"mode={mode!r} fine-tunes a trained model; pass base_model=<model dir>")
-    model, meta = store.load_model(base_model, device="cpu")
+def prepare_model(cfg: TrainConfig, model_config: ModelConfig | None) -> tuple[ResNet18Detector, dict[str, Any]]:
+    """Build (scratch) or load (fine-tune) the network and freeze what `cfg.mode` says."""
+    if cfg.mode == "scratch":
+        return build_model(model_config or ModelConfig(), seed=cfg.seed), {}
+    model, meta = load_model(cfg.base_model, device="cpu")
     if model_config is not None and model_config.to_dict() != model.cfg.to_dict():
         logger.warning("fine-tuning keeps the base model's architecture and features; model_config ignored")
-    set_trainable(model, mode)
-    return model, {"base_model": str(base_model), "base_language": meta.get("language")}
+    set_trainable(model, cfg.mode)
+    return model, {"base_language": meta.get("language")}
 
 
 def set_trainable(model: ResNet18Detector, mode: str) -> None:
@@ -239,59 +283,6 @@ def _better(val: dict[str, Any], state: dict[str, Any], select_on: str = "eer") 
     return abs(error - state["best_error"]) <= 1e-9 and val["val_loss"] < state["best_loss"]
 
 
-def _prepare_out_dir(out_dir: str | os.PathLike, resume: bool) -> Path:
-    """Create out_dir; an earlier model there is moved aside (never overwritten) unless resuming."""
-    out_dir = Path(out_dir)
-    if not resume and out_dir.exists() and any((out_dir / name).exists() for name in (store.WEIGHTS, LAST)):
-        backup = out_dir.with_name(f"{out_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
-        n = 1
-        while backup.exists():
-            backup, n = out_dir.with_name(f"{out_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}-{n}.bak"), n + 1
-        out_dir.rename(backup)
-        logger.warning("%s held an earlier model; moved it to %s (pass resume=True to continue it instead)", out_dir, backup)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
-
-
-def _save_last(run: _Run, out_dir: Path, epoch: int, state: dict[str, Any]) -> None:
-    """Weights, optimizer, step and early-stopping state, written atomically (tensors and numbers only)."""
-    payload = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "epoch": epoch,
-               "step": run.step, **{k: state[k] for k in ("best_error", "best_loss", "best_epoch", "bad_epochs")}}
-    with atomic_path(out_dir / LAST) as tmp:
-        torch.save(payload, tmp)
-
-
-def _load_last(run: _Run, out_dir: Path) -> dict[str, Any] | None:
-    """Restore a run from checkpoints/last.pt (weights_only: no code runs); None when there is none."""
-    path = out_dir / LAST
-    if not path.is_file():
-        logger.warning("resume=True but %s does not exist; starting from epoch 1", path)
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        run.model.load_state_dict(payload["model"])
-        run.optimizer.load_state_dict(payload["optimizer"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise ModelError(f"{path}: cannot resume from it ({str(exc).splitlines()[0]}); delete it to start afresh") from None
-    run.step = int(payload["step"])
-    return {k: payload[k] for k in ("epoch", "best_error", "best_loss", "best_epoch", "bad_epochs")}
-
-
-def _write_history(rows: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
-    history = pd.DataFrame(rows)
-    with atomic_write(out_dir / store.HISTORY, "w", encoding="utf-8", newline="") as handle:
-        history.to_csv(handle, index=False)
-    return history
-
-
-def _read_history(out_dir: Path, last_epoch: int) -> list[dict[str, Any]]:
-    path = out_dir / store.HISTORY
-    if not path.is_file():
-        return []
-    frame = pd.read_csv(path)
-    return frame[frame["epoch"] <= last_epoch].to_dict(orient="records")
-
-
 def _epoch_loader(dataset: data.SegmentDataset, epoch: int, *, n_samples: int, batch_size: int, seed: int,
                   num_workers: int, device: torch.device) -> DataLoader:
     """A class-balanced loader whose draws depend only on (seed, epoch)."""
@@ -302,102 +293,108 @@ def _epoch_loader(dataset: data.SegmentDataset, epoch: int, *, n_samples: int, b
                       pin_memory=device.type == "cuda", persistent_workers=False)
 
 
-def _model_config_json(run: _Run, settings: dict[str, Any], summary: dict[str, Any], language: str,
-                       language_head: bool, **extra: Any) -> dict[str, Any]:
-    """config.json: everything needed to rebuild and use the model."""
+def _model_config_json(run: _Run, train_config: TrainConfig, derived: dict[str, Any], summary: dict[str, Any],
+                       language: str, language_head: bool, **extra: Any) -> dict[str, Any]:
+    """config.json: everything needed to rebuild and use the model, the TrainConfig included."""
     cfg = run.model.cfg
     return {"format": "voicelib-detector", "format_version": 1, "language": language, "model": cfg.to_dict(),
             "features": cfg.features.to_dict(), "sample_rate": cfg.features.sample_rate,
             "segment_seconds": cfg.segment_seconds, "labels": ["human", "ai"], "positive_label": "ai",
             "languages": LANGUAGE_NAMES, "language_head_active": language_head,
             "score": "mean AI logit over segments of segment_seconds (higher = more AI)",
-            "threshold_scale": "logit", "training": settings, "data": summary, "versions": _versions(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+            "threshold_scale": "logit", "train_config": train_config.to_dict(), "training": derived, "data": summary,
+            "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
 
 
-def fit(manifest: pd.DataFrame, *, out_dir: str | os.PathLike, model_config: ModelConfig | None = None,
-        augment_config: AugmentConfig | None = None, epochs: int = 10, lr: float = 1e-3, batch_size: int = 32,
-        seed: int = 0, device: str = "auto", mode: str = "scratch", base_model: str | os.PathLike | None = None,
-        cache_dir: str | os.PathLike | None = None, weight_decay: float = 0.01, warmup_fraction: float = 0.05,
-        patience: int = 5, num_workers: int = 0, mix_prob: float = 0.2, language_weight: float = 0.3,
-        multi_weight: float = 0.3, segments_per_epoch: int | None = None, resume: bool = False,
-        select_on: str = "eer", progress: bool = True, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
+def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: str | os.PathLike,
+        model_config: ModelConfig | None = None, augment_config: AugmentConfig | None = None, device: str = "auto",
+        cache_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
     """Train (or fine-tune) on the manifest's train split, select on its val split; write a model dir."""
-    if epochs < 1 or batch_size < 2 or lr <= 0:
-        raise ValueError(f"need epochs >= 1, batch_size >= 2 and lr > 0 (got {epochs}, {batch_size}, {lr})")
-    if select_on not in ("eer", "accuracy"):
-        raise ValueError(f"select_on={select_on!r}: use 'eer' (ours) or 'accuracy' (at 0.5, the common recipe's choice)")
+    cfg = config or TrainConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     train_df, val_df = check_splits(manifest)
-    out_dir = _prepare_out_dir(out_dir, resume)
+    out_dir = checkpoint.prepare_out_dir(out_dir, resume=resume)
     dev = resolve_device(device)
-    model, base_info = prepare_model(mode, model_config, base_model, seed)
-    cfg = model.cfg
-    cache = AudioCache(cache_dir or out_dir / "cache", cfg.features.sample_rate)
+    model, base_info = prepare_model(cfg, model_config)
+    mcfg = model.cfg
+    cache = AudioCache(cache_dir or out_dir / "cache", mcfg.features.sample_rate)
     both = pd.concat([train_df, val_df])
     cache.warm(zip(both["path"], both["hash"] if "hash" in both else [None] * len(both)), progress=progress)
     aug = augment_config if augment_config is not None else AugmentConfig()
-    language_head = train_df["language"].nunique() >= 2 and mode != "head"
-    weights = {"ai": 1.0, "language": language_weight if language_head else 0.0,
-               "multi": multi_weight if mode != "head" else 0.0}
-    train_ds = data.SegmentDataset(train_df, cache, segment_seconds=cfg.segment_seconds, train=True,
-                                   augmenter=Augmenter(aug), mix_prob=mix_prob if weights["multi"] else 0.0,
-                                   language_head=language_head, seed=seed)
-    val_ds = data.SegmentDataset(val_df, cache, segment_seconds=cfg.segment_seconds, train=False)
-    n_samples = segments_per_epoch or data.segments_per_epoch(train_df, cfg.segment_seconds)
-    steps = max(n_samples // batch_size, 1) * epochs
+    language_head = train_df["language"].nunique() >= 2 and cfg.mode != "head"
+    weights = {"ai": 1.0, "language": cfg.language_weight if language_head else 0.0,
+               "multi": cfg.multi_weight if cfg.mode != "head" else 0.0}
+    train_ds = data.SegmentDataset(train_df, cache, segment_seconds=mcfg.segment_seconds, train=True,
+                                   augmenter=Augmenter(aug), mix_prob=cfg.mix_prob if weights["multi"] else 0.0,
+                                   language_head=language_head, seed=cfg.seed)
+    val_ds = data.SegmentDataset(val_df, cache, segment_seconds=mcfg.segment_seconds, train=False)
+    n_samples = cfg.segments_per_epoch or data.segments_per_epoch(train_df, mcfg.segment_seconds)
+    steps = max(n_samples // cfg.batch_size, 1) * cfg.epochs
     model.to(dev)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
-    run = _Run(model, LogMel(cfg.features).to(dev), optimizer, dev, mode, seed, lr, steps,
-               max(int(warmup_fraction * steps), 1), weights, aug.spec_augment)
-    settings = {"mode": mode, **base_info, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-                "device": str(dev), "amp": dev.type == "cuda", "weight_decay": weight_decay,
-                "warmup_fraction": warmup_fraction, "patience": patience, "mix_prob": mix_prob,
-                "loss_weights": weights, "segments_per_epoch": n_samples, "augment": aug.to_dict(), "select_on": select_on}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    run = _Run(model, LogMel(mcfg.features).to(dev), optimizer, dev, cfg.mode, cfg.seed, cfg.lr, steps,
+               max(int(cfg.warmup_fraction * steps), 1), weights, aug.spec_augment)
+    derived = {**base_info, "device": str(dev), "amp": dev.type == "cuda", "loss_weights": weights,
+               "segments_per_epoch": n_samples, "augment": aug.to_dict()}
     language = str(train_df["language"].mode().iloc[0])
-    make_config = lambda **extra: _model_config_json(run, settings, data.data_summary(train_df, val_df), language,  # noqa: E731
-                                                      language_head, **extra)
+    summary = data.data_summary(train_df, val_df)
+
+    def make_config(**extra: Any) -> dict[str, Any]:
+        return _model_config_json(run, cfg, derived, summary, language, language_head, **extra)
+
     state = {"epoch": 0, "best_error": float("inf"), "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0}
-    state = (_load_last(run, out_dir) if resume else None) or state
-    rows = _read_history(out_dir, state["epoch"]) if resume else []
-    stopped = _loop(run, train_ds, val_ds, out_dir, state, rows, make_config, epochs=epochs, n_samples=n_samples,
-                    batch_size=batch_size, patience=patience, num_workers=num_workers, progress=progress,
-                    on_epoch_end=on_epoch_end, select_on=select_on)
-    return _finalize(run, val_ds, out_dir, rows, make_config, stopped=stopped, batch_size=batch_size,
+    restored = checkpoint.load_last(out_dir, model=run.model, optimizer=run.optimizer) if resume else None
+    if restored:
+        state, run.step = restored
+    rows = checkpoint.read_history(out_dir, state["epoch"]) if resume else []
+    stopped = _loop(run, cfg, train_ds, val_ds, out_dir, state, rows, make_config, n_samples=n_samples,
+                    progress=progress, on_epoch_end=on_epoch_end)
+    return _finalize(run, val_ds, out_dir, rows, make_config, stopped=stopped, batch_size=cfg.batch_size,
                      best_epoch=state["best_epoch"])
 
 
-def _loop(run: _Run, train_ds: data.SegmentDataset, val_ds: data.SegmentDataset, out_dir: Path, state: dict[str, Any],
-          rows: list[dict[str, Any]], make_config: Callable[..., dict[str, Any]], *, epochs: int, n_samples: int,
-          batch_size: int, patience: int, num_workers: int, progress: bool,
-          on_epoch_end: Callable[[int, dict[str, Any]], None] | None, select_on: str = "eer") -> bool:
-    """Epochs from the one after state['epoch'] to `epochs`; returns True when early stopping ended it."""
-    for epoch in range(state["epoch"] + 1, epochs + 1):
-        if state["bad_epochs"] >= patience:
+def _time_left(rows: list[dict[str, Any]], epoch: int, epochs: int) -> str:
+    """About how long the remaining epochs take, from the mean epoch time so far."""
+    seconds = float(np.mean([r["seconds"] for r in rows])) * (epochs - epoch)
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _loop(run: _Run, cfg: TrainConfig, train_ds: data.SegmentDataset, val_ds: data.SegmentDataset, out_dir: Path,
+          state: dict[str, Any], rows: list[dict[str, Any]], make_config: Callable[..., dict[str, Any]], *,
+          n_samples: int, progress: bool, on_epoch_end: Callable[[int, dict[str, Any]], None] | None) -> bool:
+    """Epochs from the one after state['epoch'] to cfg.epochs; returns True when early stopping ended it."""
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        if state["bad_epochs"] >= cfg.patience:
             return True
         start = time.perf_counter()
         torch.manual_seed(run.seed * 7919 + epoch)  # dropout draws depend only on (seed, epoch): resumable
-        loader = _epoch_loader(train_ds, epoch, n_samples=n_samples, batch_size=batch_size, seed=run.seed,
-                               num_workers=num_workers, device=run.device)
+        loader = _epoch_loader(train_ds, epoch, n_samples=n_samples, batch_size=cfg.batch_size, seed=run.seed,
+                               num_workers=cfg.num_workers, device=run.device)
         row = {"epoch": epoch, **train_epoch(run, loader, epoch, progress=progress)}
-        val = validate(run, val_ds, batch_size=batch_size, num_workers=num_workers)
+        val = validate(run, val_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
         row.update({k: val[k] for k in ("val_loss", "val_eer", "val_auc", "val_accuracy")},
                    lr=run.optimizer.param_groups[0]["lr"], seconds=round(time.perf_counter() - start, 3))
-        if _better(val, state, select_on):
-            state.update(best_error=_error(val, select_on), best_loss=val["val_loss"],
+        if _better(val, state, cfg.select_on):
+            state.update(best_error=_error(val, cfg.select_on), best_loss=val["val_loss"],
                          best_epoch=epoch, bad_epochs=0)
-            store.save_model(run.model, out_dir, config=make_config(best_epoch=epoch))
+            save_model(run.model, out_dir, config=make_config(best_epoch=epoch))
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         rows.append(row)
-        _write_history(rows, out_dir)
-        _save_last(run, out_dir, epoch, state)
-        logger.info("epoch %d/%d: train loss %.4f, val loss %.4f, val EER %.2f%%, val AUC %.3f, lr %.2e, %.1f s%s",
-                    epoch, epochs, row["train_loss"], row["val_loss"], 100 * row["val_eer"], row["val_auc"],
-                    row["lr"], row["seconds"], " (best)" if state["best_epoch"] == epoch else "")
+        checkpoint.write_history(rows, out_dir)
+        checkpoint.save_last(out_dir, model=run.model, optimizer=run.optimizer, step=run.step, epoch=epoch,
+                             state=state)
+        logger.info("epoch %d/%d: train loss %.4f, val loss %.4f, val EER %.2f%%, val AUC %.3f, %.1f s%s%s",
+                    epoch, cfg.epochs, row["train_loss"], row["val_loss"], 100 * row["val_eer"], row["val_auc"],
+                    row["seconds"], " (best)" if state["best_epoch"] == epoch else "",
+                    f", about {_time_left(rows, epoch, cfg.epochs)} left" if epoch < cfg.epochs else "")
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
-    return state["bad_epochs"] >= patience and state["epoch"] < epochs
+    return state["bad_epochs"] >= cfg.patience and state["epoch"] < cfg.epochs
 
 
 def _finalize(run: _Run, val_ds: data.SegmentDataset, out_dir: Path, rows: list[dict[str, Any]],
@@ -406,18 +403,30 @@ def _finalize(run: _Run, val_ds: data.SegmentDataset, out_dir: Path, rows: list[
     """Reload the best weights, fit threshold and Platt calibration on validation, write config/metrics."""
     from safetensors.torch import load_file
 
-    run.model.load_state_dict(load_file(str(out_dir / store.WEIGHTS), device=str(run.device)))
+    run.model.load_state_dict(load_file(str(out_dir / WEIGHTS), device=str(run.device)))
     val = validate(run, val_ds, batch_size=batch_size)
     a, b = fit_platt(val["labels"], val["scores"])
-    history = _write_history(rows, out_dir)
-    metrics = {"best_epoch": best_epoch, "val_eer": val["val_eer"], "val_auc": val["val_auc"], "val_loss": val["val_loss"],
-               "threshold": val["threshold"], "calibration": {"a": a, "b": b}, "epochs_run": len(history),
-               "stopped_early": stopped, "n_val_clips": int(len(val["labels"])), "n_val_ai": int(val["labels"].sum()),
-               "n_val_human": int((val["labels"] == 0).sum())}
-    config = make_config(best_epoch=best_epoch, threshold=val["threshold"], calibration={"a": a, "b": b})
-    store.save_model(run.model, out_dir, config=config, metrics=metrics)
+    history = checkpoint.write_history(rows, out_dir)
+    metrics = {"best_epoch": best_epoch, "val_eer": val["val_eer"], "val_auc": val["val_auc"],
+               "val_loss": val["val_loss"], "threshold": val["threshold"], "calibration": {"a": a, "b": b},
+               "epochs_run": len(history), "stopped_early": stopped, "n_val_clips": int(len(val["labels"])),
+               "n_val_ai": int(val["labels"].sum()), "n_val_human": int((val["labels"] == 0).sum())}
+    config_json = make_config(best_epoch=best_epoch, threshold=val["threshold"], calibration={"a": a, "b": b})
+    save_model(run.model, out_dir, config=config_json, metrics=metrics)
     logger.info("best epoch %d: val EER %.2f%% on %d clips (%d AI, %d human), threshold %.3f",
-                best_epoch, 100 * val["val_eer"], metrics["n_val_clips"], metrics["n_val_ai"], metrics["n_val_human"],
-                val["threshold"])
-    return TrainResult(out_dir, history, best_epoch, val["val_eer"], val["val_auc"], val["threshold"], (a, b), stopped)
+                best_epoch, 100 * val["val_eer"], metrics["n_val_clips"], metrics["n_val_ai"],
+                metrics["n_val_human"], val["threshold"])
+    return TrainResult(out_dir, history, best_epoch, val["val_eer"], val["val_auc"], val["threshold"], (a, b),
+                       stopped, run.mode, str(run.device))
 
+
+def write_summary(result: TrainResult, path: str | os.PathLike, *, store_entry: str | os.PathLike | None,
+                  promoted: bool) -> dict[str, Any]:
+    """Write the run's train.json (where the model went, how training ended) and return it."""
+    summary = {"model_dir": Path(result.model_dir).name, "store_entry": str(store_entry) if store_entry else None,
+               "promoted": promoted, "best_epoch": result.best_epoch, "best_val_eer": result.best_val_eer,
+               "val_auc": result.val_auc, "threshold": result.threshold, "calibration": list(result.calibration),
+               "stopped_early": result.stopped_early, "epochs_run": len(result.history), "mode": result.mode,
+               "device": result.device}
+    write_json(path, summary)
+    return summary

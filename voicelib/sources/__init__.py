@@ -22,8 +22,9 @@ TTS_ENGINES = ("espeak", "gtts", "edge")
 OFFLINE_ENGINE = "espeak"
 
 
-def _human_rows(data_dir: Path, *, language: str, human_sources, local_dirs, limit, seed, options) -> list[dict]:
-    """Collect human speech from online sources (skipped when unreachable, said once) and local folders."""
+def _human_rows(data_dir: Path, *, language: str, human_sources, local_dirs, limit, seed, options,
+                notes: list[str]) -> list[dict]:
+    """Collect human speech from online sources (skipped when unreachable, said once and noted) and local folders."""
     rows: list[dict] = []
     for name in human_sources:
         if name not in HUMAN_SOURCES:
@@ -33,6 +34,7 @@ def _human_rows(data_dir: Path, *, language: str, human_sources, local_dirs, lim
                                           **options.get(name, {}))
         except SourceUnavailable as exc:
             say_once(f"unreachable:{name}", f"{name} unreachable ({exc}); continuing with the other sources", logger=log)
+            notes.append(f"{name} unreachable (no human speech from it in this run): {str(exc)[:160]}")
     for root in local_dirs:
         rows += folder.collect(None, language=language, limit=limit, seed=seed, root=root)
     return rows
@@ -65,6 +67,7 @@ def _ai_rows(data_dir: Path, *, language: str, tts_engines, texts, voice_keys, l
             rows += exc.rows
             if OFFLINE_ENGINE in tts_engines:  # espeak-ng speaks every text anyway
                 say_once(f"unreachable:{name}", f"{name} unreachable ({exc}); espeak-ng is also in this run", logger=log)
+                notes.append(f"{name} unreachable: {len(exc.remaining)} texts not spoken by it (espeak-ng is in the run)")
                 continue
             say_once(f"unreachable:{name}", f"{name} unreachable ({exc}); falling back to espeak-ng offline", logger=log)
             notes.append(f"{name} unreachable: {len(exc.remaining)} texts spoken by espeak-ng instead")
@@ -94,14 +97,15 @@ def collect_all(data_dir: str | Path, *, language: str, human_sources: list[str]
     `options` holds keyword options per source name, e.g. {"gtts": {"timeout": 5}}.
     """
     started, data_dir, language = time.time(), Path(data_dir), language_name(language)
-    options = options or {}
+    options, notes = options or {}, []
     humans = _human_rows(data_dir, language=language, human_sources=human_sources, local_dirs=local_dirs,
-                         limit=limit, seed=seed, options=options)
+                         limit=limit, seed=seed, options=options, notes=notes)
     texts, voice_keys = _sentences(humans, limit)
     log.info("%d human clips; AI speaks %s", len(humans),
              f"their {len(texts)} sentences" if texts else "the shipped prompts (no human transcripts)")
-    ai, notes = _ai_rows(data_dir, language=language, tts_engines=tts_engines, texts=texts, voice_keys=voice_keys,
-                         limit=limit, seed=seed, options=options)
+    ai, ai_notes = _ai_rows(data_dir, language=language, tts_engines=tts_engines, texts=texts, voice_keys=voice_keys,
+                            limit=limit, seed=seed, options=options)
+    notes += ai_notes
     merged = _merge(data_dir, manifest.to_frame(humans + ai or pd.DataFrame(columns=manifest.COLUMNS)))
     kept, quarantined = manifest.validate(merged, min_duration=min_duration, max_duration=max_duration)
     manifest.write_manifest(kept, data_dir / "manifest.csv")
@@ -115,14 +119,21 @@ def collect_all(data_dir: str | Path, *, language: str, human_sources: list[str]
 
 def _report(data_dir: Path, kept: pd.DataFrame, quarantined: pd.DataFrame, *, notes: list[str], seconds: float) -> None:
     """Log the validation summary and keep it in data_dir/collect_state/last_run.json."""
-    by_label = kept.groupby("label")["duration"].agg(["size", "sum"])
+    by_label = manifest.summary(kept, by=["label"]).set_index("label")
     for label, row in by_label.iterrows():
-        log.info("kept %d %s clips (%.1f min)", row["size"], label, row["sum"] / 60)
-    reasons = quarantined["reason"].str.split(r" \(|:", regex=True).str[0].value_counts().to_dict() \
-        if len(quarantined) else {}
+        log.info("kept %d %s clips (%.1f min)", row["clips"], label, row["minutes"])
+    reasons = {str(k): int(v) for k, v in manifest.reason_counts(quarantined).items()}
     log.info("quarantined %d clips%s (see %s)", len(quarantined), f": {reasons}" if reasons else "",
              data_dir / "quarantine.csv")
     write_json(data_dir / "collect_state" / "last_run.json", {
         "kept": int(len(kept)), "quarantined": int(len(quarantined)), "quarantine_reasons": reasons,
-        "by_label": {k: {"clips": int(v["size"]), "minutes": round(v["sum"] / 60, 2)} for k, v in by_label.iterrows()},
+        "by_label": {k: {"clips": int(v["clips"]), "minutes": float(v["minutes"])} for k, v in by_label.iterrows()},
         "notes": notes, "seconds": round(seconds, 1)})
+
+
+def last_run_notes(data_dir: str | Path) -> list[str]:
+    """What the last collection into `data_dir` had to say (unreachable sources, fallbacks)."""
+    path = Path(data_dir) / "collect_state" / "last_run.json"
+    from voicelib.io import read_json
+
+    return list(read_json(path).get("notes", [])) if path.is_file() else []
