@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+import fitting  # noqa: E402  (bench/fitting.py, beside this script)
 import pandas as pd  # noqa: E402
 
 from voicelib.io import write_json  # noqa: E402
@@ -79,7 +80,7 @@ def main() -> None:
     split = manifest.assign_splits(shared_manifest(args.language), seed=args.seed, val_fraction=0.15, test_fraction=0.2)
     manifest.check_leakage(split)
     start = time.perf_counter()
-    result = train.fit(split, out_dir=args.out / "model", model_config=ModelConfig.light(), epochs=args.epochs,
+    result = fitting.fit(split, out_dir=args.out / "model", model_config=ModelConfig.light(), epochs=args.epochs,
                        lr=2e-3, batch_size=32, seed=args.seed, device="cpu", cache_dir=HERE / "out" / "cache",
                        segments_per_epoch=args.segments, patience=args.epochs, progress=False)
     train_s = time.perf_counter() - start

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
+import fitting  # noqa: E402  (bench/fitting.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -109,7 +110,7 @@ def epoch_timing(*, threads: int, width: int = 16) -> dict:
             cache.warm(zip(frame["path"], frame["hash"]), progress=False)
             timings[f"decode_{name}_s"] = round(time.perf_counter() - start, 3)
             timings[f"decoded_{name}"] = cache.decoded
-        result = train.fit(frame, out_dir=tmp / "model", model_config=ModelConfig(width=width),
+        result = fitting.fit(frame, out_dir=tmp / "model", model_config=ModelConfig(width=width),
                            augment_config=AugmentConfig.none(), epochs=2, batch_size=16, seed=0, device="cpu",
                            cache_dir=tmp / "cache", progress=False)
         seconds = list(result.history["seconds"])
@@ -196,33 +197,33 @@ def real_check(name: str, *, threads: int, width: int, epochs: int, seed: int, o
     if name == "indic":  # the main check: an unseen TTS voice and unseen human speakers in validation
         frame = indic_manifest(seed=seed)
         started = time.perf_counter()
-        base = train.fit(frame, out_dir=work / "indic_scratch", model_config=ModelConfig(width=width), epochs=epochs,
+        base = fitting.fit(frame, out_dir=work / "indic_scratch", model_config=ModelConfig(width=width), epochs=epochs,
                          mode="scratch", segments_per_epoch=600, **common)
         record("indic scratch", frame, base, started)
         for mode in ("head", "frozen", "full"):
             started = time.perf_counter()
-            result = train.fit(frame, out_dir=work / f"indic_{mode}", epochs=1, mode=mode, base_model=base.model_dir,
+            result = fitting.fit(frame, out_dir=work / f"indic_{mode}", epochs=1, mode=mode, base_model=base.model_dir,
                                segments_per_epoch=600, **common)
             record(f"indic fine-tune {mode} (1 epoch)", frame, result, started)
         return report
     english = real_manifest("english", seed=seed)
     started = time.perf_counter()
-    base = train.fit(english, out_dir=work / "english_scratch", model_config=ModelConfig(width=width),
+    base = fitting.fit(english, out_dir=work / "english_scratch", model_config=ModelConfig(width=width),
                      epochs=epochs, mode="scratch", **common)
     record("english scratch", english, base, started)
     for mode in ("head", "frozen", "full"):
         started = time.perf_counter()
-        result = train.fit(english, out_dir=work / f"english_{mode}", epochs=1, mode=mode,
+        result = fitting.fit(english, out_dir=work / f"english_{mode}", epochs=1, mode=mode,
                            base_model=base.model_dir, **common)
         record(f"english fine-tune {mode} (1 epoch)", english, result, started)
     hindi = real_manifest("hindi", seed=seed)
     for mode in ("head", "frozen", "full"):
         started = time.perf_counter()
-        result = train.fit(hindi, out_dir=work / f"hindi_{mode}", epochs=1, mode=mode, base_model=base.model_dir,
+        result = fitting.fit(hindi, out_dir=work / f"hindi_{mode}", epochs=1, mode=mode, base_model=base.model_dir,
                            **common)
         record(f"english->hindi transfer {mode} (1 epoch)", hindi, result, started)
     started = time.perf_counter()
-    result = train.fit(hindi, out_dir=work / "hindi_scratch", model_config=ModelConfig(width=width), epochs=1,
+    result = fitting.fit(hindi, out_dir=work / "hindi_scratch", model_config=ModelConfig(width=width), epochs=1,
                        mode="scratch", **common)
     record("hindi scratch (1 epoch, reference for transfer)", hindi, result, started)
     return report

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
+import fitting  # noqa: E402  (bench/fitting.py)
 from voicelib import evaluate, manifest, train  # noqa: E402
 from voicelib.augment import AugmentConfig  # noqa: E402
 from voicelib.io import read_json, write_json  # noqa: E402
@@ -47,8 +48,8 @@ log = logging.getLogger("run_results")
 def run_pipeline(language: str, args: argparse.Namespace) -> Path:
     """Run the five stages into OUT/<language>/pipeline (resuming a finished or interrupted run)."""
     run_dir = OUT / language / "pipeline"
-    config = {"human_sources": [], "tts_engines": ["espeak"], "local_dirs": [str(SHARED)], "epochs": args.epochs,
-              "width": args.width, "promote": False, "models_root": str(OUT / "models"), "seed": args.seed}
+    config = {"human_sources": [], "tts_engines": ["espeak"], "local_dirs": [str(SHARED)],
+              "training": {"epochs": args.epochs}, "architecture": {"width": args.width}, "promote": False, "models_root": str(OUT / "models"), "seed": args.seed}
     config_path = OUT / language / "params.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(config))
@@ -66,10 +67,10 @@ def fit_and_evaluate(split: pd.DataFrame, out: Path, args: argparse.Namespace, *
     common = {"out_dir": out / "model", "model_config": ModelConfig(width=args.width), "epochs": args.epochs,
               "seed": args.seed, "device": "cpu", "cache_dir": REPO / "data" / ".cache", "progress": False}
     if recipe:
-        result = train.fit(split, **common, augment_config=AugmentConfig.none(), mix_prob=0.0, language_weight=0.0,
-                           multi_weight=0.0, select_on="accuracy")
+        result = fitting.fit(split, **common, augment_config=AugmentConfig.none(), mix_prob=0.0, language_weight=0.0,
+                             multi_weight=0.0, select_on="accuracy")
     else:
-        result = train.fit(split, **common)
+        result = fitting.fit(split, **common)
     train_s = time.perf_counter() - start
     metrics = evaluate.evaluate_run(result.model_dir, split, out_dir=out, seed=args.seed, robust=robust,
                                     baselines=not recipe, n_boot=1000)
