@@ -1,0 +1,131 @@
+"""Command line: `python -m voicelib detect PATH... --model DIR` and `python -m voicelib models list|promote|rollback`.
+
+Exit codes: 0 every file scored, 1 some file could not be scored (its entry says why), 2 usage or model error.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from voicelib.errors import VoiceLibError
+
+log = logging.getLogger("voicelib")
+
+CSV_COLUMNS = ["file", "aiScore", "classification", "confidence", "threshold", "multiSpeakerScore", "topLanguage",
+               "duration", "nChunks", "skippedChunks", "maxChunkScore", "minChunkScore", "error"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with code 2 and a single line on usage errors."""
+
+    def error(self, message: str) -> None:  # noqa: D102 - argparse hook
+        sys.stderr.write(f"voicelib: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _Parser(prog="python -m voicelib", description="Detect AI-generated speech; manage trained models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    det = sub.add_parser("detect", help="score audio files, directories or glob patterns")
+    det.add_argument("paths", nargs="+", metavar="PATH", help="audio files, directories (recursive) or globs")
+    which = det.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="model directory (model.safetensors + config.json)")
+    which.add_argument("--language", help="use the current model of this language in the model store")
+    det.add_argument("--models-root", default="models", help="model store folder (default: models)")
+    det.add_argument("--format", choices=["json", "csv"], default="json", help="output format on stdout")
+    det.add_argument("--chunk-duration", type=float, default=3.0, help="window length in seconds (default 3)")
+    det.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
+    det.add_argument("--band", type=float, default=None, help="inconclusive half-width around the threshold (default 0.1)")
+    det.add_argument("--device", default="cpu", help="cpu or cuda")
+    det.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                     help="network runtime (auto: onnxruntime on CPU when installed)")
+    models = sub.add_parser("models", help="list, promote or roll back stored models")
+    models.add_argument("action", choices=["list", "promote", "rollback"])
+    models.add_argument("--language", required=True, help="language whose models to manage")
+    models.add_argument("--models-root", default="models", help="model store folder (default: models)")
+    models.add_argument("--entry", help="version (folder name from `models list`) to promote")
+    return parser
+
+
+def _csv_row(result: dict) -> dict:
+    """Flatten one result to a CSV row, summarising its chunks."""
+    if "error" in result:
+        return {"file": result["file"], "error": result["error"]}
+    scores = [c["score"] for c in result["chunks"] if c.get("score") is not None]
+    langs = result["languageDistribution"] or {}
+    row = {k: result[k] for k in ("file", "aiScore", "classification", "confidence", "threshold",
+                                  "multiSpeakerScore", "duration", "skippedChunks")}
+    row.update(topLanguage=max(langs, key=langs.get) if langs else "", nChunks=len(result["chunks"]),
+               maxChunkScore=max(scores), minChunkScore=min(scores), error="")
+    return row
+
+
+def format_results(results: Sequence[dict], fmt: str) -> str:
+    """Render results as a JSON list or as CSV text (one row per file)."""
+    if fmt == "json":
+        return json.dumps(list(results), indent=2, ensure_ascii=False) + "\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for result in results:
+        writer.writerow(_csv_row(result))
+    return buffer.getvalue()
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from voicelib.detect import DEFAULT_BAND, Detector, detect_paths
+
+    if args.chunk_duration <= 0 or not 0.0 <= args.overlap < 1.0:
+        raise ValueError("--chunk-duration must be > 0 and --overlap in [0, 1)")
+    detector = Detector.load(args.model, language=args.language, models_root=args.models_root, device=args.device,
+                             band=DEFAULT_BAND if args.band is None else args.band, backend=args.backend)
+    results, n_failed = detect_paths(args.paths, detector, chunk_duration=args.chunk_duration, overlap=args.overlap)
+    sys.stdout.write(format_results(results, args.format))
+    for r in results:
+        if "error" in r:
+            log.warning("%s: %s", r["file"], r["error"])
+    return 1 if n_failed or not results else 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from voicelib import store
+
+    if args.action == "list":
+        current = None
+        try:
+            current = store.current(args.language, root=args.models_root).name
+        except VoiceLibError:
+            pass
+        rows = [{"version": v, "current": v == current} for v in store.list_models(args.models_root, args.language)]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    elif args.action == "promote":
+        if not args.entry:
+            raise ValueError("models promote needs --entry VERSION (a name printed by `models list`)")
+        sys.stdout.write(f"{store.promote(args.models_root, args.language, Path(args.entry).name)}\n")
+    else:
+        sys.stdout.write(f"{store.rollback(args.models_root, args.language)}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _detect(args) if args.command == "detect" else _models(args)
+    except (VoiceLibError, ValueError, FileNotFoundError) as exc:
+        sys.stderr.write(f"voicelib: error: {' '.join(str(exc).split())}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

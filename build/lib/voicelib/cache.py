@@ -1,0 +1,61 @@
+"""Decoded, resampled audio kept as memory-mapped float32 arrays keyed by content hash.
+
+Epochs after the first read the cache instead of decoding files again, so an epoch's time is spent
+in the network. The key is the file's content hash (the manifest's `hash` column), so a renamed file
+is still found and an edited file is decoded afresh.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from voicelib import audio
+from voicelib.io import atomic_path, file_hash
+
+logger = logging.getLogger(__name__)
+
+
+class AudioCache:
+    """Decode each file once to <root>/<sr>/<hash>.f32 and hand out read-only memory maps."""
+
+    def __init__(self, root: str | os.PathLike, sr: int = 16000):
+        if int(sr) <= 0:
+            raise ValueError(f"AudioCache: sample rate {sr} must be positive")
+        self.root = Path(root)
+        self.sr = int(sr)
+        self.dir = self.root / str(self.sr)
+        self.decoded = 0  # files decoded by this instance (in this process): the cost the cache saves
+
+    def path_for(self, hash: str) -> Path:
+        """Where the array of a clip with this content hash lives."""
+        return self.dir / f"{hash}.f32"
+
+    def get(self, path: str | os.PathLike, hash: str | None = None) -> np.ndarray:
+        """The clip at `path` as float32 mono at the cache's rate (a read-only memmap)."""
+        key = str(hash) if hash is not None and str(hash) not in ("", "nan", "None") else file_hash(path)
+        target = self.path_for(key)
+        if not target.exists():
+            wave = audio.load(path, sr=self.sr)
+            self.decoded += 1
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                np.ascontiguousarray(wave, dtype=np.float32).tofile(tmp)
+        return np.memmap(target, dtype=np.float32, mode="r")
+
+    def warm(self, items: Iterable[tuple[str, str | None]], *, progress: bool = True) -> int:
+        """Decode every (path, hash) not yet cached; return how many were decoded."""
+        items = list(items)
+        before = self.decoded
+        for path, key in tqdm(items, desc="decode cache", disable=not progress, leave=False):
+            self.get(path, key)
+        logger.info("audio cache %s: %d of %d clips decoded, rest already cached", self.dir, self.decoded - before, len(items))
+        return self.decoded - before
+
+    def size_bytes(self) -> int:
+        """Total size of the cached arrays."""
+        return sum(p.stat().st_size for p in self.dir.glob("*.f32")) if self.dir.exists() else 0

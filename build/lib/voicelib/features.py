@@ -1,0 +1,195 @@
+"""Log-mel (detector input) and LFCC (baseline) front ends as batched torch modules, CPU or GPU."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import librosa
+import numpy as np
+import scipy.fft
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Every setting that changes the features; stored with each model so detection matches training."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: int = 400  # 25 ms at 16 kHz
+    hop_length: int = 160  # 10 ms at 16 kHz
+    n_mels: int = 80
+    fmin: float = 20.0
+    fmax: float = 8000.0
+    log_eps: float = 1e-6
+    top_db: float | None = None  # clamp each example's log-mel to (max - top_db dB); None keeps all
+    center: bool = True
+    pad_mode: str = "constant"  # librosa >= 0.10 default
+    n_lfcc: int = 20
+    n_linear: int = 70  # linear triangular filters under the LFCC
+    lfcc_deltas: bool = True  # append delta and delta-delta coefficients (ASVspoof baseline)
+
+    def __post_init__(self) -> None:
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length={self.win_length} exceeds n_fft={self.n_fft}; raise n_fft or shorten the window")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={self.fmin}, fmax={self.fmax}, "
+                             f"sample_rate={self.sample_rate}")
+        if self.n_lfcc > self.n_linear:
+            raise ValueError(f"n_lfcc={self.n_lfcc} exceeds n_linear={self.n_linear}; keep n_lfcc <= n_linear")
+        if min(self.hop_length, self.n_mels, self.n_lfcc, self.log_eps) <= 0:
+            raise ValueError("hop_length, n_mels, n_lfcc and log_eps must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as a plain JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
+        """Rebuild a config, refusing keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown feature settings {unknown}; known are {sorted(known)} "
+                             "(was the model saved by a newer voicelib?)")
+        return cls(**data)
+
+
+def n_frames(n_samples: int, cfg: FeatureConfig) -> int:
+    """Number of feature frames produced for `n_samples` samples."""
+    if cfg.center:
+        return 1 + n_samples // cfg.hop_length
+    return max(0, 1 + (n_samples - cfg.n_fft) // cfg.hop_length)
+
+
+def linear_filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """Triangular filters evenly spaced in Hz between fmin and fmax: [n_linear, n_fft // 2 + 1]."""
+    freqs = np.linspace(0.0, cfg.sample_rate / 2, cfg.n_fft // 2 + 1)
+    edges = np.linspace(cfg.fmin, cfg.fmax, cfg.n_linear + 2)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs - lower) / (centre - lower)
+    falling = (upper - freqs) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+
+
+def _as_batch(wave: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """Return a float [B, T] tensor and whether the input was a single [T] wave."""
+    if not torch.is_tensor(wave):
+        raise TypeError(f"expected a torch tensor of samples, got {type(wave).__name__}; use features.log_mel for numpy")
+    if wave.dim() not in (1, 2):
+        raise ValueError(f"expected waves shaped [T] or [B, T], got {tuple(wave.shape)}")
+    if not wave.is_floating_point() or wave.dtype in (torch.float16, torch.bfloat16):
+        wave = wave.float()
+    return (wave.unsqueeze(0), True) if wave.dim() == 1 else (wave, False)
+
+
+class _Spectrogram(nn.Module):
+    """Shared STFT power spectrogram with a registered Hann window."""
+
+    def __init__(self, cfg: FeatureConfig):
+        super().__init__()
+        self.cfg = cfg
+        # derived from cfg, so not saved in checkpoints (persistent=False keeps state_dicts free of them)
+        self.register_buffer("window", torch.hann_window(cfg.win_length, periodic=True), persistent=False)
+
+    def power_spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
+        """|STFT|^2 of [B, T] float waves: [B, n_fft // 2 + 1, frames]."""
+        cfg = self.cfg
+        if wave.shape[-1] == 0:
+            raise ValueError("cannot compute features of an empty wave; check the audio was loaded")
+        spec = torch.stft(wave, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+                          window=self.window.to(wave.dtype), center=cfg.center, pad_mode=cfg.pad_mode,
+                          return_complex=True)
+        return spec.real.square() + spec.imag.square()
+
+
+class LogMel(_Spectrogram):
+    """Waves [B, T] (or [T]) -> log(mel power + eps) [B, n_mels, frames] (or [n_mels, frames])."""
+
+    def __init__(self, cfg: FeatureConfig | None = None):
+        cfg = cfg or FeatureConfig()
+        super().__init__(cfg)
+        mel = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin,
+                                  fmax=cfg.fmax, htk=False, norm="slaney")
+        self.register_buffer("mel_fb", torch.from_numpy(mel.astype(np.float32)), persistent=False)
+
+    def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """Mel power spectrogram, equal to librosa.feature.melspectrogram with the same settings."""
+        batch, single = _as_batch(wave)
+        mel = torch.matmul(self.mel_fb.to(batch.dtype), self.power_spectrogram(batch))
+        return mel[0] if single else mel
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """Log-mel features."""
+        batch, single = _as_batch(wave)
+        out = torch.log(self.power_mel(batch) + self.cfg.log_eps)
+        if self.cfg.top_db is not None:
+            floor = out.amax(dim=(-2, -1), keepdim=True) - self.cfg.top_db * float(np.log(10.0)) / 10.0
+            out = torch.maximum(out, floor)
+        return out[0] if single else out
+
+
+def deltas(coeffs: torch.Tensor, *, width: int = 2) -> torch.Tensor:
+    """Regression deltas over frames (last axis) with edge replication, as in HTK."""
+    frames = coeffs.shape[-1]
+    padded = torch.nn.functional.pad(coeffs, (width, width), mode="replicate")
+    num = sum(n * (padded[..., width + n:width + n + frames] - padded[..., width - n:width - n + frames])
+              for n in range(1, width + 1))
+    return num / (2 * sum(n * n for n in range(1, width + 1)))
+
+
+class LFCC(_Spectrogram):
+    """ASVspoof-style LFCC: linear filterbank, log, DCT-II (ortho), optional deltas: [B, n_bins, frames]."""
+
+    def __init__(self, cfg: FeatureConfig | None = None):
+        cfg = cfg or FeatureConfig()
+        super().__init__(cfg)
+        dct = scipy.fft.dct(np.eye(cfg.n_linear), type=2, norm="ortho", axis=0)[: cfg.n_lfcc]
+        self.register_buffer("linear_fb", torch.from_numpy(linear_filterbank(cfg)), persistent=False)
+        self.register_buffer("dct", torch.from_numpy(dct.astype(np.float32)), persistent=False)
+
+    @property
+    def n_bins(self) -> int:
+        """Number of output coefficients per frame."""
+        return self.cfg.n_lfcc * (3 if self.cfg.lfcc_deltas else 1)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """LFCC features."""
+        batch, single = _as_batch(wave)
+        energies = torch.matmul(self.linear_fb.to(batch.dtype), self.power_spectrogram(batch))
+        coeffs = torch.matmul(self.dct.to(batch.dtype), torch.log(energies + self.cfg.log_eps))
+        if self.cfg.lfcc_deltas:
+            first = deltas(coeffs)
+            coeffs = torch.cat([coeffs, first, deltas(first)], dim=-2)
+        return coeffs[0] if single else coeffs
+
+
+@functools.lru_cache(maxsize=8)
+def _module(kind: str, cfg: FeatureConfig) -> nn.Module:
+    """One cached CPU module per (kind, config) for the numpy helpers."""
+    return (LogMel if kind == "logmel" else LFCC)(cfg).eval()
+
+
+def _numpy_features(kind: str, wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Run a cached module on a numpy wave ([T] or [B, T]) without gradients."""
+    array = np.asarray(wave, dtype=np.float32)
+    if not array.flags.writeable:  # torch.from_numpy warns on read-only memory
+        array = array.copy()
+    with torch.no_grad():
+        return _module(kind, cfg)(torch.from_numpy(array)).numpy()
+
+
+def log_mel(wave: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndarray:
+    """Log-mel features of a float wave [T] -> [n_mels, frames] (or [B, T] -> [B, n_mels, frames])."""
+    return _numpy_features("logmel", wave, cfg or FeatureConfig())
+
+
+def lfcc(wave: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndarray:
+    """LFCC features of a float wave [T] -> [n_bins, frames] (or batched)."""
+    return _numpy_features("lfcc", wave, cfg or FeatureConfig())
