@@ -16,14 +16,14 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from voicelib import audio, metrics
+from voicelib import audio, metrics, unseen
 from voicelib.baselines import LfccGmm, ShortcutProbe, shortcut_matrix
 from voicelib.io import atomic_path, write_json
 from voicelib.metrics import compute_metrics, eer  # noqa: F401 - eer is part of this module's API
 
 log = logging.getLogger(__name__)
 
-BREAKDOWNS = ("language", "engine", "source")
+BREAKDOWNS = ("language", "family", "engine", "source")
 MP3_LEVEL = {32: 0.8421, 64: 0.6316}  # libsndfile CBR level for MPEG-2 layer III at 16 kHz: 160 - 152 * level kbps
 
 
@@ -273,10 +273,20 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
         test = test.assign(**base)
         if result["shortcut_warning"]:
             log.warning(result["shortcut_warning"])
+    result.update(unseen.seen_unseen(test, parts["train"], parts["val"], threshold=det.threshold, seed=seed,
+                                     n_boot=n_boot))
+    result["operating_point"] = unseen.operating_point(test, parts["train"], parts["val"], threshold=det.threshold,
+                                                       band=band)
     test["classification"] = [det_class(p, det.threshold, band) for p in test["prob"]]
+    test["seen"] = unseen.seen_status(test, parts["train"], parts["val"])
     _write_scores(test, out_dir / "scores.csv")
     write_json(out_dir / "metrics.json", _jsonable(result))
     log.info("test EER %.3f, AUC %.3f on %d clips", result["eer"], result["roc_auc"], len(test))
+    for name in ("seen", "unseen"):
+        group = result[f"{name}_engine_eer"]
+        if group.get("eer") is not None:
+            log.info("%s-engine EER %.3f [%.3f-%.3f] on %d AI clips (%s) vs %d human", name, group["eer"],
+                     *group["eer_ci"], group["n_ai"], ", ".join(group["engines"]), group["n_human"])
     return result
 
 
@@ -300,7 +310,8 @@ def _relative(path: str | os.PathLike, base: Path) -> str:
 
 
 def _write_scores(frame: pd.DataFrame, path: Path) -> None:
-    cols = [c for c in ("path", "label", "language", "engine", "source", "speaker", "logit", "prob", "classification")
+    cols = [c for c in ("path", "label", "language", "family", "engine", "source", "speaker", "logit", "prob",
+                        "classification", "seen")
             if c in frame] + [c for c in frame if c.startswith(("robust_", "lfcc_gmm", "shortcut_probe"))]
     with atomic_path(path) as tmp:
         frame[cols].rename(columns={"prob": "ai_score", "logit": "ai_logit"}).to_csv(tmp, index=False)

@@ -188,6 +188,9 @@ def evaluation_section(run_dir: Path) -> str:
     parts.append('<div class="gallery">' + "".join(
         f'<figure>{img_tag(figure_png(fig), alt=name)}<figcaption>{esc(name.replace("_", " "))}</figcaption></figure>'
         for name, fig in evaluation_figures(run_dir, m).items()) + "</div>")
+    if isinstance(m.get("operating_point"), dict):
+        parts.append("<h4>what a user gets at the shipped threshold (share called AI_GENERATED / HUMAN)</h4>"
+                     + records_table(m["operating_point"], "class or family"))
     for column, table in m.get("breakdowns", {}).items():
         parts.append(f"<h4>per {esc(column)}</h4>{records_table(table, column)}")
     probe, boxes = base.get("shortcut_probe", {}), []
@@ -205,7 +208,7 @@ def evaluation_section(run_dir: Path) -> str:
                      if all(isinstance(v, dict) for v in m["robustness"].values()) else nested_html(m["robustness"])))
     else:
         parts.append('<h4>robustness</h4><p class="muted">not evaluated in this run (robustness=False)</p>')
-    rest = {k: v for k, v in m.items() if k not in {*HEADLINE, "ci", "baselines", "figures", "breakdowns", "robustness",
+    rest = {k: v for k, v in m.items() if k not in {*HEADLINE, "ci", "baselines", "figures", "breakdowns", "robustness", "operating_point",
                                                    "calibration", "inconclusive", "val_check", "shortcut_warning"}}
     parts.append(f"<details><summary>all other values in metrics.json</summary>{nested_html(rest)}</details>")
     return "".join(parts)
@@ -336,6 +339,30 @@ def environment_section(run_dir: Path) -> str:
             + table_html(pd.DataFrame({"name": list(params), "value": [str(v) for v in params.values()]}), max_rows=200))
 
 
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def generalisation_cards(metrics: dict) -> str:
+    """The headline: EER on AI engines never heard (large) and on engines heard in training, beside the baselines."""
+    cards = []
+    for key, title, big in (("unseen_engine_eer", "EER on engines never heard", True),
+                            ("seen_engine_eer", "EER on engines heard in training", False)):
+        g = metrics.get(key)
+        if not isinstance(g, dict):
+            continue
+        if g.get("eer") is None:
+            cards.append(f'<div class="kpi{" big" if big else ""}">{esc(title)}<b>not measurable</b>'
+                         f'<small>{esc(g.get("note", ""))}</small></div>')
+            continue
+        ci = "–".join(_pct(x) for x in g.get("eer_ci", []))
+        base = ", ".join(f"{n} {_pct(g.get(f'{n}_eer'))}" for n in ("lfcc_gmm", "shortcut_probe") if f"{n}_eer" in g)
+        cards.append(f'<div class="kpi{" big" if big else ""}">{esc(title)}<b>{_pct(g["eer"])}</b>'
+                     f'<small>95% {ci} · {g["n_ai"]} AI clips ({esc(", ".join(g["families"]))}) vs {g["n_human"]} '
+                     f'human · same clips: {esc(base)} · AI called AI {_pct(g.get("ai_called_ai"))}</small></div>')
+    return "".join(cards)
+
+
 def _header(run_dir: Path) -> str:
     params = _read(run_dir / "params.json")
     metrics = _read(run_dir / "metrics.json")
@@ -344,7 +371,8 @@ def _header(run_dir: Path) -> str:
     kpis = [("test EER", pct(metrics.get("eer"))), ("ROC-AUC", metrics.get("roc_auc")), ("test clips", metrics.get("n_test")),
             ("LFCC-GMM EER", pct(base.get("lfcc_gmm", {}).get("eer"))),
             ("shortcut-probe EER", pct(base.get("shortcut_probe", {}).get("eer")))]
-    cards = "".join(f'<div class="kpi">{esc(k)}<b>{fmt(v)}</b></div>' for k, v in kpis if v is not None)
+    cards = generalisation_cards(metrics) + "".join(
+        f'<div class="kpi">{esc(k)}<b>{fmt(v)}</b></div>' for k, v in kpis if v is not None)
     stages = _read(run_dir / "stages.json").get("stages", {})
     failed = [f"{s}: {v.get('error')}" for s, v in stages.items() if v.get("status") == "failed"]
     notes = "".join(f'<p class="fail">{esc(f)}</p>' for f in failed)

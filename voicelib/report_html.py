@@ -111,6 +111,7 @@ padding-top:1em}h4{margin:1em 0 .3em}.muted{color:#888}nav a{margin-right:1em}
 .tbl{border-collapse:collapse;font-size:13px;margin:.3em 0}.tbl td,.tbl th{border:1px solid #ddd;padding:3px 8px;
 text-align:left}.tbl th{background:#f0f0f0}.kpis{display:flex;gap:1em;flex-wrap:wrap}.kpi{background:#fff;
 border:1px solid #ddd;border-radius:6px;padding:.6em 1.2em}.kpi b{display:block;font-size:1.6em}
+.kpi small{display:block;color:#666;font-size:11px;max-width:340px}.kpi.big{border:2px solid #36c}.kpi.big b{font-size:2.6em}
 .row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}.cards,.gallery{display:flex;flex-wrap:wrap;gap:1em}.card{background:#fff;border:1px solid #ddd;padding:.5em;
 font-size:13px}figure{margin:0;background:#fff;border:1px solid #ddd;padding:.3em}figure img{max-width:520px}
 figcaption{font-size:12px;color:#555}.warn{background:#fff4e5;border-left:4px solid #f90;padding:.5em 1em}
