@@ -71,6 +71,7 @@ def _rules() -> dict[str, Rule]:
         "data_root": Rule(path=True), "models_root": Rule(path=True), "local_dirs": Rule(path=True, check=_folders),
         "human_sources": Rule(choices=HUMAN_SOURCES), "tts_engines": Rule(choices=TTS_ENGINES),
         "limit": Rule(1, 10**7), "val_fraction": Rule(0.01, 0.8), "test_fraction": Rule(0.01, 0.8),
+        "test_families": Rule(), "val_families": Rule(),
         "augmentation": Rule(check=_augment_config), "augment_examples": Rule(1, 100),
         "training": Rule(check=_train_config), "architecture": Rule(check=_model_config),
         "device": Rule(choices=("auto", "cpu", "cuda")), "resume_training": Rule(), "promote": Rule(),

@@ -159,3 +159,43 @@ def test_summary_counts_minutes():
     table = manifest.summary(df)
     assert table["clips"].sum() == len(df)
     assert table.loc[table["label"] == "human", "minutes"].sum() == pytest.approx(df[df.label == "human"].duration.sum() / 60, abs=0.05)
+
+
+def _families_frame() -> pd.DataFrame:
+    rows = []
+    for split in ("train", "val", "test"):
+        for family, engine in (("formant", "espeak-ng"), ("neural", "kokoro"), ("vocoder", "world-dio"),
+                               ("diphone", "festival")):
+            for i in range(3):
+                rows.append({"path": f"/x/{split}_{engine}_{i}.flac", "label": "ai", "engine": engine,
+                             "family": family, "speaker": f"{engine}_{split}", "split": split, "split_reason": ""})
+        rows.append({"path": f"/x/{split}_h.flac", "label": "human", "engine": "human", "family": "human",
+                     "speaker": f"h_{split}", "split": split, "split_reason": ""})
+    return pd.DataFrame(rows)
+
+
+def test_hold_out_families_keeps_one_family_only_in_test_and_one_only_in_val():
+    df = _families_frame()
+    out = manifest.hold_out_families(df, seed=0, min_ai_clips=1)
+    fams = manifest.family_of(out)
+    ai = out["label"] == "ai"
+    by_split = {s: set(fams[ai & (out["split"] == s)]) for s in ("train", "val", "test")}
+    only_test = by_split["test"] - by_split["train"] - by_split["val"]
+    only_val = by_split["val"] - by_split["train"]
+    assert len(only_test) == 1 and len(only_val) == 1 and len(by_split["train"]) == 2
+    assert (out["label"] == "human").sum() == 3 and (out.loc[out["label"] == "human", "split"] != "excluded").all()
+    assert out.loc[out["split"] == "excluded", "split_reason"].str.contains("held out for").all()
+    again = manifest.hold_out_families(df, seed=0, min_ai_clips=1)
+    pd.testing.assert_frame_equal(out, again)  # deterministic under the seed
+
+
+def test_hold_out_families_given_names_and_too_few_families():
+    df = _families_frame()
+    out = manifest.hold_out_families(df, seed=3, test_families=["neural"], val_families=["diphone"], min_ai_clips=1)
+    fams = manifest.family_of(out)
+    assert set(out.loc[fams == "neural", "split"]) == {"test", "excluded"}
+    assert set(out.loc[fams == "diphone", "split"]) == {"val", "excluded"}
+    with pytest.raises(ValueError, match="have no AI clips; choose from"):
+        manifest.hold_out_families(df, seed=0, test_families=["cloned"])
+    one = df[df["family"].isin(["formant", "human"])]
+    pd.testing.assert_frame_equal(manifest.hold_out_families(one, seed=0), one)  # nothing to hold out: unchanged

@@ -297,3 +297,60 @@ def check_leakage(df: pd.DataFrame) -> None:
         more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
         raise LeakageError(f"{len(problems)} leak(s) across splits: {'; '.join(problems[:8])}{more}; "
                            "re-split with manifest.assign_splits instead of editing splits by hand")
+
+
+def family_of(df: pd.DataFrame) -> pd.Series:
+    """Each row's engine family (the engine itself where no family is recorded)."""
+    engine = df["engine"].astype(str) if "engine" in df else pd.Series("", index=df.index)
+    if "family" not in df:
+        return engine
+    family = df["family"].fillna("").astype(str)
+    return family.where(family != "", engine)
+
+
+def _choose_families(frame: pd.DataFrame, fams: pd.Series, split: str, given: list[str] | None, taken: set[str],
+                     rng: np.random.Generator) -> list[str]:
+    """The families to hold out for `split`: the given ones, else one drawn by seed among those with clips there."""
+    if given:
+        return list(given)
+    candidates = sorted(set(fams[(frame["label"] == "ai") & (frame["split"] == split)]) - taken - {"unknown"})
+    return [candidates[int(rng.integers(len(candidates)))]] if candidates else []
+
+
+def hold_out_families(df: pd.DataFrame, *, seed: int, test_families: list[str] | None = None,
+                      val_families: list[str] | None = None, min_ai_clips: int = 10) -> pd.DataFrame:
+    """Keep whole AI families out of training: one only in test (unseen by train and val), one only in validation.
+
+    So model selection, early stopping and the threshold reward generalisation, and the test split
+    measures AI engines of a family nothing before it heard. Clips of a held-out family that the
+    speaker/group/sentence-disjoint split put elsewhere become `excluded`, with the reason.
+    """
+    out = df.copy()
+    fams = family_of(out)
+    active_ai = out["split"].isin(SPLITS) & (out["label"] == "ai")
+    families = sorted(set(fams[active_ai]))
+    if len(families) < 2 and not test_families:
+        log.warning("only %d AI engine family (%s): no family can be held out, so the unseen-engine EER cannot be "
+                    "measured; collect engines of more families", len(families), ", ".join(families) or "none")
+        return out
+    rng = np.random.default_rng([seed, 7])
+    test = _choose_families(out, fams, "test", test_families, set(), rng)
+    val = _choose_families(out, fams, "val", val_families, set(test), rng) if len(families) >= 3 or val_families \
+        else []
+    unknown = sorted(set(test + val) - set(families))
+    if unknown:
+        raise ValueError(f"held-out families {unknown} have no AI clips; choose from {', '.join(families)}")
+    for family, kept_in, why in [(f, "test", "held out for the test (unseen by training and validation)")
+                                 for f in test] + [(f, "val", "held out for validation (unseen by training)")
+                                                   for f in val]:
+        move = active_ai & (fams == family) & (out["split"] != kept_in)
+        out.loc[move, "split"] = "excluded"
+        out.loc[move, "split_reason"] = f"family {family} {why}"
+    for split in ("val", "test"):
+        n_ai = int(((out["split"] == split) & (out["label"] == "ai")).sum())
+        if n_ai < min_ai_clips:
+            log.warning("the %s split has only %d AI clips (< %d): its EER and the threshold are unreliable; "
+                        "collect more AI speech", split, n_ai, min_ai_clips)
+    log.info("families held out: test %s, validation %s; training keeps %s", test or "none", val or "none",
+             sorted(set(fams[(out["split"] == "train") & (out["label"] == "ai")])))
+    return out

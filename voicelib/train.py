@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 MODES = ("scratch", "full", "frozen", "head")
 SELECT_ON = ("eer", "accuracy")
+MIN_CALIBRATION_CLIPS = 10  # per class: fewer validation clips than this give no Platt calibration
 REQUIRED_COLUMNS = ("path", "label", "language", "speaker", "duration", "split")
 
 
@@ -405,12 +406,18 @@ def _finalize(run: _Run, val_ds: data.SegmentDataset, out_dir: Path, rows: list[
 
     run.model.load_state_dict(load_file(str(out_dir / WEIGHTS), device=str(run.device)))
     val = validate(run, val_ds, batch_size=batch_size)
-    a, b = fit_platt(val["labels"], val["scores"])
+    n_ai, n_human = int(val["labels"].sum()), int((val["labels"] == 0).sum())
+    refused = None
+    if min(n_ai, n_human) < MIN_CALIBRATION_CLIPS:
+        refused = (f"not calibrated: validation has {n_ai} AI and {n_human} human clips (< {MIN_CALIBRATION_CLIPS} "
+                   "of a class); scores are the raw sigmoid, and the threshold rests on few clips")
+        logger.warning(refused)
+    a, b = fit_platt(val["labels"], val["scores"]) if refused is None else (1.0, 0.0)
     history = checkpoint.write_history(rows, out_dir)
     metrics = {"best_epoch": best_epoch, "val_eer": val["val_eer"], "val_auc": val["val_auc"],
                "val_loss": val["val_loss"], "threshold": val["threshold"], "calibration": {"a": a, "b": b},
                "epochs_run": len(history), "stopped_early": stopped, "n_val_clips": int(len(val["labels"])),
-               "n_val_ai": int(val["labels"].sum()), "n_val_human": int((val["labels"] == 0).sum())}
+               "n_val_ai": n_ai, "n_val_human": n_human, "calibration_refused": refused}
     config_json = make_config(best_epoch=best_epoch, threshold=val["threshold"], calibration={"a": a, "b": b})
     save_model(run.model, out_dir, config=config_json, metrics=metrics)
     logger.info("best epoch %d: val EER %.2f%% on %d clips (%d AI, %d human), threshold %.3f",
