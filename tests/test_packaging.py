@@ -14,9 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+    out, source = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):  # build from a copy: setuptools writes build/ beside the sources
+        shutil.copy(REPO / name, source)
+    shutil.copytree(REPO / "voicelib", source / "voicelib", ignore=shutil.ignore_patterns("__pycache__"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                             "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=300)
+                             "-w", str(out), str(source)], capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {result.stderr.strip().splitlines()[-1:]}")
     return next(out.glob("voicelib-*.whl"))
