@@ -52,7 +52,8 @@ class SAM:
         params = list(self._params())
         if not params:
             raise RuntimeError("SAM.first_step: no gradients; call loss.backward() first")
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(self._scale(p) * p.grad) for p in params]))
+        norms = [torch.linalg.vector_norm(self._scale(p) * p.grad) for p in params]
+        norm = torch.linalg.vector_norm(torch.stack(norms))
         factor = self.rho / (norm + 1e-12)
         for p in params:
             scale = self._scale(p)
