@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ class PreprocessConfig:
     vad_threshold: float = 0.5  # Silero speech probability above which a frame is speech
     energy_top_db: float = 40.0  # energy backend: frames this far below the loudest are silence
     pad_seconds: float = 0.1  # kept around each speech region
+    edge_top_db: float | None = 40.0  # then cut the outer edges to the first/last frame this close to the loudest
+    edge_pad_seconds: float = 0.02  # kept outside those outer edges (VAD decisions lag by a 32 ms frame or more)
     max_pause_seconds: float = 0.3  # longer pauses inside speech are cut down to this
     min_seconds: float = 0.5  # a trimmed wave shorter than this falls back to the untrimmed one
     loudness_dbfs: float | None = -23.0  # RMS target; None leaves the level alone
@@ -47,8 +50,10 @@ class PreprocessConfig:
             raise ValueError(f"vad_backend {self.vad_backend!r} unknown; use one of {', '.join(BACKENDS)}")
         if not 0.0 < self.vad_threshold < 1.0:
             raise ValueError(f"vad_threshold={self.vad_threshold} must be in (0, 1)")
-        if min(self.pad_seconds, self.max_pause_seconds, self.min_seconds) < 0 or self.energy_top_db <= 0:
-            raise ValueError("pad_seconds, max_pause_seconds, min_seconds must be >= 0 and energy_top_db > 0")
+        if min(self.pad_seconds, self.edge_pad_seconds, self.max_pause_seconds, self.min_seconds) < 0:
+            raise ValueError("pad_seconds, edge_pad_seconds, max_pause_seconds and min_seconds must be >= 0")
+        if self.energy_top_db <= 0 or (self.edge_top_db is not None and self.edge_top_db <= 0):
+            raise ValueError("energy_top_db and edge_top_db must be positive (edge_top_db None switches it off)")
         for name in ("loudness_dbfs", "dither_dbfs"):
             value = getattr(self, name)
             if value is not None and value >= 0:
@@ -84,13 +89,14 @@ def silero_model_path() -> Path | None:
 
 
 _SESSION: Any = None  # one onnxruntime session per process, created on first use
+_SESSION_PID = 0  # DataLoader workers fork: a child makes its own session rather than share the parent's
 _WARNED = False
 
 
 def _session() -> Any:
     """The process-wide Silero session, or None when silero-vad is not installed."""
-    global _SESSION, _WARNED
-    if _SESSION is None:
+    global _SESSION, _SESSION_PID, _WARNED
+    if _SESSION is None or _SESSION_PID != os.getpid():
         path = silero_model_path()
         if path is None:
             if not _WARNED:
@@ -103,6 +109,7 @@ def _session() -> Any:
         options.inter_op_num_threads = 1
         options.intra_op_num_threads = 1
         _SESSION = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        _SESSION_PID = os.getpid()
     return _SESSION
 
 
@@ -171,6 +178,8 @@ def trim(wave: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     mask, backend = speech_mask(wave, cfg)
     spans = regions(mask, len(wave), cfg)
     out = np.concatenate([wave[s:e] for s, e in spans]) if spans else wave[:0]
+    if cfg.edge_top_db is not None and len(out):
+        out = audio.trim_silence(out, SR, top_db=cfg.edge_top_db, pad=cfg.edge_pad_seconds)
     if len(out) < max(int(cfg.min_seconds * SR), 1):
         logger.debug("VAD (%s) kept %.2f s of %.2f s; using the untrimmed wave", backend, len(out) / SR, len(wave) / SR)
         return wave
