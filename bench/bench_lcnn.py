@@ -19,6 +19,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from machine import machine  # noqa: E402
+
 from voicelib.features import FeatureConfig, LogMel  # noqa: E402
 from voicelib.io import write_json  # noqa: E402
 from voicelib.lcnn import LCNNConfig, build_lcnn  # noqa: E402

@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_eval_real import SHARED, shared_manifest  # noqa: E402
 from machine import machine  # noqa: E402
+
 from voicelib import audio, preprocess  # noqa: E402
 from voicelib.baselines import SHORTCUT_FEATURES, ShortcutProbe, shortcut_matrix  # noqa: E402
 from voicelib.io import write_json  # noqa: E402

@@ -27,7 +27,7 @@ def _train(model, x, y, *, sam: bool, steps: int, adaptive: bool = False, rho: f
     history = []
     for _ in range(steps):
         loss = _loss(model, x, y)
-        history.append(float(loss))
+        history.append(float(loss.detach()))
         loss.backward()
         if sam:
             opt.first_step(zero_grad=True)
@@ -74,7 +74,7 @@ def test_first_step_moves_by_rho_and_second_step_restores_before_updating():
 
 
 def test_frozen_bn_stats_keeps_running_statistics_and_state_round_trips():
-    model, x, y = _problem()
+    model, x, _ = _problem()
     bn = model[1]
     mean = bn.running_mean.clone()
     with frozen_bn_stats(model):

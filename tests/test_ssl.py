@@ -6,6 +6,7 @@ import http.server
 import socket
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -59,7 +60,7 @@ def test_head_outputs_the_detector_dict_and_only_the_head_trains(make_noise):
 class _Hub(http.server.BaseHTTPRequestHandler):
     """Serves /<repo>/resolve/main/<file> with ETag and X-Repo-Commit, like huggingface.co."""
 
-    files: dict[str, bytes] = {}
+    files: ClassVar[dict[str, bytes]] = {}
 
     def _serve(self, body: bool) -> None:
         prefix = f"/{REPO}/resolve/main/"

@@ -164,7 +164,7 @@ def notch_filter(rng: np.random.Generator, sr: int, *, n_bands: int = 5, freq: t
         c = int(rng.integers(taps[0], taps[1] + 1)) | 1  # odd length: a linear-phase band-pass
         f1, f2 = max(fc - bw / 2, 1e-3), min(fc + bw / 2, sr / 2 - 1e-3)
         if f2 <= f1:
-            f1, f2 = max(f2 - bw, 1e-3), f2
+            f1 = max(f2 - bw, 1e-3)
         b = np.convolve(signal.firwin(c, [f1, f2], window="hamming", fs=sr, pass_zero=False), b)
     _, h = signal.freqz(b, 1, fs=sr)
     return b / np.max(np.abs(h))

@@ -84,7 +84,7 @@ def silero_model_path() -> Path | None:
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / SEQUENCE_MODEL
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / SEQUENCE_MODEL
     return path if path.is_file() else None
 
 

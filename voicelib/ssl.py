@@ -82,8 +82,13 @@ def download(name: str, *, revision: str = "main", cache_dir: str | Path | None 
              timeout: float = 30.0, endpoint: str | None = None) -> Path:
     """Fetch config.json and the weights of hub model `name` (resuming partial files); return the local folder."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     from voicelib.sources.online import with_retries
 
