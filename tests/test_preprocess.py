@@ -108,3 +108,17 @@ def test_energy_fallback_warns_once_when_silero_is_missing(monkeypatch, caplog, 
     assert caplog.text.count("energy VAD") == 1
     with pytest.raises(RuntimeError, match="silero-vad"):
         prepare(speech[0], SR, PreprocessConfig(vad_backend="silero"))
+
+
+def test_our_onnx_runner_gives_silero_s_own_probabilities(speech):
+    if preprocess.silero_model_path() is None:
+        pytest.skip("silero-vad not installed")
+    import torch
+    from silero_vad.utils_vad import OnnxWrapper
+
+    wave = _padded(speech[0], 0.5, 0.5)
+    stock = OnnxWrapper(str(preprocess.silero_model_path().parent / "silero_vad.onnx"), force_onnx_cpu=True)
+    reference = stock.audio_forward(torch.from_numpy(wave), 16000).numpy().ravel()
+    ours = preprocess.speech_probabilities(wave, preprocess._session())
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    assert ours[: int(0.4 * SR) // preprocess.FRAME].max() < 0.5 < ours.max()  # leading silence is not speech
