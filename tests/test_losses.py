@@ -72,3 +72,17 @@ def test_build_loss_and_bad_input():
         OCSoftmax(4, m_real=0.2, m_fake=0.5)
     with pytest.raises(ValueError, match="labels"):
         oc(torch.zeros(3, 4), torch.zeros(2))
+
+
+def test_ocsoftmax_head_replaces_the_models_ai_head_and_from_score_is_the_same_loss():
+    from voicelib.lcnn import LCNNConfig, build_lcnn
+
+    torch.manual_seed(0)
+    model = build_lcnn(LCNNConfig(width=8, dropout=0.0), seed=0).eval()
+    loss_fn = OCSoftmax(model.cfg.embedding_dim)
+    model.heads["ai"] = loss_fn.head
+    feats, labels, mask = torch.randn(4, 80, 64), torch.tensor([0, 1, 0, 1]), torch.tensor([1.0, 1.0, 0.0, 1.0])
+    out = model(feats)
+    torch.testing.assert_close(out["ai"], loss_fn.score(model.embed(feats)))
+    torch.testing.assert_close(loss_fn.from_score(out["ai"], labels, mask), loss_fn(model.embed(feats), labels, mask))
+    assert any(p is loss_fn.center for p in model.parameters())  # the centre is saved with the model

@@ -5,6 +5,12 @@ with higher = more AI. OC-Softmax (Zhang, Jiang and Duan 2021, "One-class learni
 spoofing detection") pulls human embeddings within cosine m_real of a learnable centre and pushes AI ones
 below m_fake: only the bona fide class is modelled compactly, so AI speech from unseen engines need only
 be unlike human speech, not like the engines seen in training.
+
+With s = score = alpha * ((m_real + m_fake) / 2 - cos), the OC-Softmax loss is softplus(alpha * d + s) for
+humans and softplus(alpha * d - s) for AI (d = (m_real - m_fake) / 2): a BCE with a margin on a bounded
+cosine logit. So `OCSoftmax.head` can replace the model's `ai` head (the centre then lives in the checkpoint
+and `out["ai"]` is that score everywhere, detection included) and `OCSoftmax.from_score(out["ai"], ...)` is
+the training loss.
 """
 from __future__ import annotations
 
@@ -49,6 +55,24 @@ class BinaryCrossEntropy(nn.Module):
         return logits.float()
 
 
+class OCSoftmaxHead(nn.Module):
+    """The learnable human centre; embeddings [B, D] -> score [B, 1] = alpha * (midpoint - cos), higher = more AI."""
+
+    def __init__(self, embedding_dim: int, *, m_real: float, m_fake: float, alpha: float):
+        super().__init__()
+        self.midpoint, self.alpha = (m_real + m_fake) / 2, alpha
+        self.center = nn.Parameter(torch.empty(1, embedding_dim))
+        nn.init.kaiming_uniform_(self.center, 0.25)  # as the authors' code
+
+    def cosine(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity [B] of each embedding to the human centre."""
+        return F.normalize(embedding.float(), dim=1) @ F.normalize(self.center, dim=1).squeeze(0)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Score [B, 1], shaped like nn.Linear(D, 1) so it can stand in for the model's `ai` head."""
+        return (self.alpha * (self.midpoint - self.cosine(embedding))).unsqueeze(-1)
+
+
 class OCSoftmax(nn.Module):
     """One-class softmax on L2-normalised embeddings [B, D] around a learnable bona fide (human) centre."""
 
@@ -60,12 +84,16 @@ class OCSoftmax(nn.Module):
             raise ValueError(f"OCSoftmax needs -1 < m_fake < m_real < 1 and alpha > 0, got m_real={m_real}, "
                              f"m_fake={m_fake}, alpha={alpha}")
         self.m_real, self.m_fake, self.alpha = m_real, m_fake, alpha
-        self.center = nn.Parameter(torch.empty(1, embedding_dim))
-        nn.init.kaiming_uniform_(self.center, 0.25)  # as the authors' code
+        self.head = OCSoftmaxHead(embedding_dim, m_real=m_real, m_fake=m_fake, alpha=alpha)
+
+    @property
+    def center(self) -> nn.Parameter:
+        """The learnable human centre [1, D]."""
+        return self.head.center
 
     def cosine(self, embedding: torch.Tensor) -> torch.Tensor:
         """Cosine similarity [B] of each embedding to the human centre."""
-        return F.normalize(embedding.float(), dim=1) @ F.normalize(self.center, dim=1).squeeze(0)
+        return self.head.cosine(embedding)
 
     def forward(self, embedding: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """softplus(alpha * (m_real - cos)) for humans, softplus(alpha * (cos - m_fake)) for AI, averaged."""
@@ -74,9 +102,16 @@ class OCSoftmax(nn.Module):
         margin = torch.where(labels.bool(), cos - self.m_fake, self.m_real - cos)
         return _masked_mean(F.softplus(self.alpha * margin), mask)
 
+    def from_score(self, score: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The same loss from the head's score [B] (the model's `ai` output when `head` is its ai head)."""
+        _check(score, labels, 1, "OCSoftmax.from_score")
+        d = self.alpha * (self.m_real - self.m_fake) / 2
+        sign = 1.0 - 2.0 * labels.float()  # +1 human, -1 AI
+        return _masked_mean(F.softplus(d + sign * score.float()), mask)
+
     def score(self, embedding: torch.Tensor) -> torch.Tensor:
         """alpha * (midpoint of the margins - cos): higher = more AI, 0 halfway, usable as a logit."""
-        return self.alpha * ((self.m_real + self.m_fake) / 2 - self.cosine(embedding))
+        return self.head(embedding).squeeze(-1)
 
 
 def build_loss(name: str = "bce", *, embedding_dim: int | None = None, **options: float) -> nn.Module:
