@@ -237,3 +237,12 @@ def test_reverb_adds_a_decaying_tail_of_the_drawn_length(make_tone):
     early, late = (np.sqrt(np.mean(tail[int(a * SR):int(b * SR)] ** 2)) for a, b in ((0.0, 0.1), (0.4, 0.5)))
     assert early > 0.01 and late < early / 10  # it rings on after the burst, then dies away
     assert np.sqrt(np.mean(tail[int(0.6 * SR):] ** 2)) < 1e-6  # nothing beyond the 0.5 s impulse response
+
+
+def test_zero_phase_fir_is_filtfilt_away_from_the_edges(make_noise):
+    from scipy import signal
+
+    x = make_noise(duration=1.0, seed=2).astype(np.float64)
+    b = augment.notch_filter(np.random.default_rng(1), SR)
+    inner = slice(len(b) * 2, -len(b) * 2)
+    np.testing.assert_allclose(augment.zero_phase_fir(x, b)[inner], signal.filtfilt(b, 1.0, x)[inner], atol=1e-9)

@@ -170,6 +170,11 @@ def notch_filter(rng: np.random.Generator, sr: int, *, n_bands: int = 5, freq: t
     return b / np.max(np.abs(h))
 
 
+def zero_phase_fir(x: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """filtfilt(b, 1, x) by FFT: convolve with b and its reverse, centred (edges zero-padded, not reflected)."""
+    return signal.oaconvolve(x, np.convolve(b, b[::-1]), mode="same")
+
+
 def rawboost_convolutive(wave: np.ndarray, sr: int, rng: np.random.Generator, *, orders: int = 5,
                          n_bands: int = 5) -> np.ndarray:
     """RawBoost 1, linear and non-linear convolutive noise: sum of random filters of x, x^2, ..., x^orders."""
@@ -177,7 +182,7 @@ def rawboost_convolutive(wave: np.ndarray, sr: int, rng: np.random.Generator, *,
     y = np.zeros_like(x)
     for j in range(orders):
         gain_db = 0.0 if j == 0 else -rng.uniform(5.0, 20.0)  # higher orders weaker, as RawBoost's bias
-        y += 10 ** (gain_db / 20) * signal.filtfilt(notch_filter(rng, sr, n_bands=n_bands), 1.0, x ** (j + 1))
+        y += 10 ** (gain_db / 20) * zero_phase_fir(x ** (j + 1), notch_filter(rng, sr, n_bands=n_bands))
     return _keep_level(y, wave)
 
 
