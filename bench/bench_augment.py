@@ -60,7 +60,8 @@ def main() -> None:
     per["codec_mp3_16kbps"] = round(ms_per_call(
         lambda w, sr, r: augment.codec(w, sr, r, formats=("mp3",), bitrates_kbps=(16,)), waves), 1)
     whole = {}
-    for name, cfg in {"default": augment.AugmentConfig(), "channel_robust": augment.AugmentConfig.channel_robust()}.items():
+    configs = {"default": augment.AugmentConfig(), "channel_robust": augment.AugmentConfig.channel_robust()}
+    for name, cfg in configs.items():
         ms = ms_per_call(augment.Augmenter(cfg), waves)
         whole[name] = {"ms_per_segment": round(ms, 1), "segments_per_s_one_core": round(1000 / ms, 1)}
     print(per, whole)
