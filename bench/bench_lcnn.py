@@ -1,7 +1,8 @@
 """Parameter count and CPU inference speed of the LCNN against ResNet18 (widths 32 and 16) on 3 s log-mel segments.
 
 Times the networks alone (features precomputed) and with the log-mel front end, eval mode, no gradients,
-batches of 16, at `--threads` torch threads; best of 5 passes, as the 2-core machine is shared. Writes bench/results/lcnn.json.
+batches of 16, at `--threads` torch threads; best of 5 passes, as the 2-core machine is shared.
+Writes bench/results/lcnn.json.
 
     .venv/bin/python bench/bench_lcnn.py [--threads 2] [--seconds 8]
 """
