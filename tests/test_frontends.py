@@ -63,6 +63,24 @@ def test_multires_stacks_each_window_on_one_grid(make_tone):
     assert out[50 + expected, 10] - np.median(out[50:, 10]) > out[expected, 10] - np.median(out[:50, 10])
 
 
+def test_cqt_puts_tones_in_their_bins_an_octave_apart_and_keeps_the_frame_grid(make_tone):
+    cfg = FeatureConfig(kind="cqt")
+    freqs = features.cqt_frequencies(cfg)
+    assert len(freqs) == n_bins(cfg) and freqs[0] == cfg.cqt_fmin and freqs[-1] < 0.95 * SR / 2
+    module = frontend(cfg)
+    peaks = {}
+    for f in (220.0, 440.0, 3520.0):
+        out = module(torch.from_numpy(make_tone(f, duration=1.0))).numpy()
+        assert out.shape == (n_bins(cfg), features.n_frames(SR, cfg))
+        peaks[f] = int(np.median(out[:, 40:-40].argmax(axis=0)))
+        assert peaks[f] == int(np.argmin(np.abs(freqs - f)))
+    assert peaks[440.0] - peaks[220.0] == cfg.cqt_bins_per_octave  # constant Q: one octave, same bin count
+    assert peaks[3520.0] - peaks[440.0] == 3 * cfg.cqt_bins_per_octave
+    # a 440 Hz tone of amplitude 1 has power (1/2 * mean(hann))^2 = 1/16 in its bin
+    out = module(torch.from_numpy(make_tone(freqs[30], duration=1.0, amplitude=1.0))).numpy()
+    assert np.exp(out[30, 50]) == pytest.approx(1 / 16, rel=0.05)
+
+
 def test_lfcc_front_end_is_the_baseline_lfcc(speech):
     cfg = FeatureConfig(kind="lfcc")
     np.testing.assert_allclose(frontend(cfg)(torch.from_numpy(speech[0])).numpy(), features.lfcc(speech[0], cfg),
@@ -77,7 +95,8 @@ def test_logmel_is_unchanged_by_the_new_fields(speech):
 
 def test_old_configs_load_as_logmel_with_cmvn_and_bad_values_are_refused():
     old = {k: v for k, v in FeatureConfig().to_dict().items()
-           if k not in ("kind", "n_linear_bins", "multires_windows", "multires_bins", "cmvn")}
+           if k not in ("kind", "n_linear_bins", "multires_windows", "multires_bins", "cqt_fmin", "cqt_bins_per_octave",
+                        "cmvn")}
     cfg = FeatureConfig.from_dict(old)
     assert cfg.kind == "logmel" and cfg.cmvn is True
     multi = FeatureConfig(kind="multires", cmvn=False)

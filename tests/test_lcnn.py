@@ -5,14 +5,14 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from voicelib.features import FeatureConfig, frontend, n_bins
+from voicelib.features import KINDS, FeatureConfig, frontend, n_bins
 from voicelib.lcnn import LCNNConfig, LCNNDetector, build_lcnn
 from voicelib.model import ModelConfig, count_parameters
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.mark.parametrize("kind", ["logmel", "linear", "lfcc", "multires"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_outputs_match_the_resnet_interface_for_every_front_end(kind):
     cfg = LCNNConfig(width=8, features=FeatureConfig(kind=kind))
     model = build_lcnn(cfg, seed=0).eval()
