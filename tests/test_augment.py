@@ -128,3 +128,121 @@ def test_examples_and_materialise_write_leak_free_variants(speech_file, tmp_path
     assert all(parent.loc[out["parent_hash"], "speaker"].to_numpy() == out["speaker"].to_numpy())
     again = augment.materialise(frame, tmp_path / "variants", config=cfg, n_variants=2, seed=0)
     assert list(again["hash"]) == list(out["hash"])  # reruns reuse the files
+
+
+CHANNEL = ["rawboost_convolutive", "rawboost_impulsive", "rawboost_coloured", "band_limit"]
+
+
+@pytest.mark.parametrize("name", CHANNEL)
+def test_channel_transform_keeps_length_is_seeded_and_changes_the_wave(name, speech):
+    wave = np.array(speech[0][: SR * 2])
+    fn = augment.CHANNEL_TRANSFORMS[name]
+    a = fn(wave, SR, np.random.default_rng(3))
+    b = fn(wave, SR, np.random.default_rng(3))
+    assert a.shape == wave.shape and a.dtype == np.float32 and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, wave, atol=1e-4)
+    assert not np.array_equal(a, fn(wave, SR, np.random.default_rng(4)))
+
+
+def _band_power(wave: np.ndarray, lo: float, hi: float) -> float:
+    freqs = np.fft.rfftfreq(len(wave), 1 / SR)
+    power = np.abs(np.fft.rfft(wave)) ** 2
+    return float(power[(freqs >= lo) & (freqs < hi)].sum() / power.sum())
+
+
+def test_rawboost_convolutive_recolours_the_spectrum_and_keeps_the_level(make_noise):
+    noise = make_noise(duration=1.0, amplitude=0.1)
+    out = augment.rawboost_convolutive(noise, SR, np.random.default_rng(0))
+    assert np.sqrt(np.mean(out ** 2)) == pytest.approx(np.sqrt(np.mean(noise ** 2)), rel=1e-3)
+    bands = [_band_power(out, lo, lo + 1000) for lo in range(0, 8000, 1000)]
+    assert max(bands) > 5 * min(bands)  # white noise in, strongly coloured noise out
+
+
+def test_rawboost_impulsive_touches_a_fraction_of_samples(speech):
+    wave = np.array(speech[0][:SR])
+    out = augment.rawboost_impulsive(wave, SR, np.random.default_rng(0), max_percent=10.0)
+    changed = np.mean(out != wave)
+    assert 0.0 < changed <= 0.10
+    np.testing.assert_array_equal(out[wave == 0], 0.0)  # signal-dependent: silence stays silent
+
+
+def test_rawboost_coloured_noise_hits_the_snr(make_tone):
+    tone = make_tone(300.0, duration=1.0)
+    out = augment.rawboost_coloured(tone, SR, np.random.default_rng(0), snr_db=(15.0, 15.0))
+    snr = 10 * np.log10(np.mean(tone ** 2) / np.mean((out - tone) ** 2))
+    assert snr == pytest.approx(15.0, abs=0.1)
+
+
+def test_band_limit_removes_energy_outside_the_drawn_band(make_noise):
+    noise = make_noise(duration=1.0, amplitude=0.1)
+    low = augment.band_limit(noise, SR, _rng_for(augment.band_limit, "low"), lowpass_hz=(3000.0, 3000.0))
+    assert _band_power(low, 4500, 8000) < 1e-2
+    high = augment.band_limit(noise, SR, _rng_for(augment.band_limit, "high"), highpass_hz=(500.0, 500.0))
+    assert _band_power(high, 0, 200) < 1e-2
+
+
+def _rng_for(fn, mode: str) -> np.random.Generator:
+    """A seed whose first choice is `mode` (band_limit draws its mode first)."""
+    for seed in range(100):
+        if str(np.random.default_rng(seed).choice(["low", "high", "both"])) == mode:
+            return np.random.default_rng(seed)
+    raise AssertionError(mode)
+
+
+def test_codec_at_low_mp3_bitrate_loses_more_and_mulaw_is_band_limited(speech):
+    wave = np.array(speech[0][:SR])
+    errors = {}
+    for kbps in (16, 128):
+        out = augment.codec(wave, SR, np.random.default_rng(0), formats=("mp3",), bitrates_kbps=(kbps,))
+        assert len(out) == len(wave)
+        errors[kbps] = np.mean((out - wave) ** 2)
+    assert errors[16] > 2 * errors[128]
+    tele = augment.codec(wave, SR, np.random.default_rng(0), formats=("mulaw",))
+    assert len(tele) == len(wave) and np.corrcoef(tele, wave)[0, 1] > 0.8
+    assert _band_power(tele, 4100, 8000) < 1e-3
+
+
+def test_channel_fields_default_off_and_leave_old_configs_bit_identical(speech):
+    wave = np.array(speech[0][:SR])
+    old = AugmentConfig(p_gain=1.0, p_reverb=1.0)
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    a, applied = Augmenter(old).apply(wave, SR, rng_a)
+    b, _ = Augmenter(AugmentConfig.from_dict({k: v for k, v in old.to_dict().items()
+                                              if not k.startswith(("p_rawboost", "p_band", "codec_bit"))})).apply(
+        wave, SR, rng_b)
+    np.testing.assert_array_equal(a, b)
+    assert rng_a.random() == rng_b.random()  # no extra draws: later crops in data.py are unchanged too
+    assert not set(applied) & set(CHANNEL)
+
+
+def test_channel_robust_preset_applies_the_new_transforms_to_any_clip(speech):
+    cfg = AugmentConfig.channel_robust()
+    assert AugmentConfig.from_dict(cfg.to_dict()) == cfg
+    assert all(getattr(cfg, f"p_{name}") > 0 for name in CHANNEL) and "mulaw" in cfg.codecs
+    wave = np.array(speech[0][:SR])
+    seen: set[str] = set()
+    for seed in range(12):
+        out, applied = Augmenter(cfg).apply(wave, SR, np.random.default_rng(seed))
+        assert np.isfinite(out).all() and len(out) > 0
+        seen |= set(applied)
+    assert set(CHANNEL) <= seen
+    assert AugmentConfig.channel_robust(p_band_limit=0.0).p_band_limit == 0.0
+
+
+def test_reverb_adds_a_decaying_tail_of_the_drawn_length(make_tone):
+    burst = np.concatenate([make_tone(500.0, duration=0.2), np.zeros(SR, np.float32)])
+    out = augment.reverb(burst, SR, np.random.default_rng(0), rt60=(0.5, 0.5), wet=(0.8, 0.8))
+    tail = out[int(0.2 * SR):]
+    early, late = (np.sqrt(np.mean(tail[int(a * SR):int(b * SR)] ** 2)) for a, b in ((0.0, 0.1), (0.4, 0.5)))
+    assert early > 0.01 and late < early / 10  # it rings on after the burst, then dies away
+    assert np.sqrt(np.mean(tail[int(0.6 * SR):] ** 2)) < 1e-6  # nothing beyond the 0.5 s impulse response
+
+
+def test_zero_phase_fir_is_filtfilt_away_from_the_edges(make_noise):
+    from scipy import signal
+
+    x = make_noise(duration=1.0, seed=2).astype(np.float64)
+    b = augment.notch_filter(np.random.default_rng(1), SR)
+    inner = slice(len(b) * 2, -len(b) * 2)
+    np.testing.assert_allclose(augment.zero_phase_fir(x, b)[inner], signal.filtfilt(b, 1.0, x)[inner], atol=1e-9)

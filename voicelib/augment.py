@@ -2,6 +2,9 @@
 
 Every transform is applied to human and AI clips alike: a cue that only one class carries (a codec,
 narrow band, reverberation, silence made of exact zeros) would become a shortcut for the detector.
+The channel transforms for unseen channels (RawBoost, Tak et al. 2022: linear/non-linear convolutive noise,
+impulsive signal-dependent noise, stationary coloured noise; and random band-limiting) default to
+probability 0 and draw no random numbers then, so existing configs give bit-identical output.
 """
 from __future__ import annotations
 
@@ -94,12 +97,30 @@ def pitch_shift(wave: np.ndarray, sr: int, rng: np.random.Generator, *,
     return _fit_length(out.astype(np.float32), len(wave))
 
 
+def mulaw(wave: np.ndarray, sr: int, *, bits: int = 8, rate: int = 8000) -> np.ndarray:
+    """G.711-style telephone codec: resample to 8 kHz, mu-law companded 8-bit quantisation, back to `sr`."""
+    x = np.clip(audio.resample(np.asarray(wave, dtype=np.float32), sr, rate), -1.0, 1.0).astype(np.float64)
+    mu = 2 ** bits - 1
+    companded = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+    quantised = np.round((companded + 1) / 2 * mu) / mu * 2 - 1
+    decoded = np.sign(quantised) * np.expm1(np.abs(quantised) * np.log1p(mu)) / mu
+    return _fit_length(audio.resample(decoded.astype(np.float32), rate, sr), len(wave))
+
+
 def codec(wave: np.ndarray, sr: int, rng: np.random.Generator, *, formats: tuple[str, ...] = ("mp3", "ogg", "opus"),
-          compression: tuple[float, float] = (0.0, 0.9)) -> np.ndarray:
-    """Round-trip through MP3, Ogg Vorbis or Opus at a random bitrate (compression level 0=best .. 0.9)."""
+          compression: tuple[float, float] = (0.0, 0.9), bitrates_kbps: tuple[int, ...] = ()) -> np.ndarray:
+    """Round-trip through MP3, Ogg Vorbis, Opus (compression level 0=best .. 0.9) or 8 kHz mu-law ("mulaw").
+
+    With `bitrates_kbps`, MP3 is encoded at a constant bitrate drawn from that list instead.
+    """
     fmt = str(rng.choice(formats))
     level = float(rng.uniform(*compression))
-    data = audio.encode_bytes(wave, sr, format=fmt, compression_level=level)
+    if fmt == "mulaw":
+        return mulaw(wave, sr)
+    if fmt == "mp3" and bitrates_kbps:
+        data = audio.encode_bytes(wave, sr, format=fmt, bitrate_kbps=int(rng.choice(bitrates_kbps)))
+    else:
+        data = audio.encode_bytes(wave, sr, format=fmt, compression_level=level)
     out = audio.decode_bytes(data, sr=sr, name=f"<{fmt} round trip>")
     return _fit_length(out.astype(np.float32), len(wave))
 
@@ -126,6 +147,76 @@ def reverb(wave: np.ndarray, sr: int, rng: np.random.Generator, *, rt60: tuple[f
     ir[0] = 1.0
     out = signal.fftconvolve(wave, ir)[: len(wave)]
     return (out * (_rms(wave) / (_rms(out) + 1e-12))).astype(np.float32)
+
+
+def _keep_level(out: np.ndarray, wave: np.ndarray) -> np.ndarray:
+    """Scale `out` to the RMS of `wave` (the level is no cue; loudness is normalised later anyway)."""
+    out = out - np.mean(out)
+    return (out * (_rms(wave) / (_rms(out) + 1e-12))).astype(np.float32)
+
+
+def notch_filter(rng: np.random.Generator, sr: int, *, n_bands: int = 5, freq: tuple[float, float] = (20.0, 8000.0),
+                 bandwidth: tuple[float, float] = (100.0, 1000.0), taps: tuple[int, int] = (10, 100)) -> np.ndarray:
+    """RawBoost's random FIR: a cascade of `n_bands` random band-pass filters, peak gain 1 (genNotchCoeffs)."""
+    b = np.ones(1)
+    for _ in range(n_bands):
+        fc, bw = rng.uniform(*freq), rng.uniform(*bandwidth)
+        c = int(rng.integers(taps[0], taps[1] + 1)) | 1  # odd length: a linear-phase band-pass
+        f1, f2 = max(fc - bw / 2, 1e-3), min(fc + bw / 2, sr / 2 - 1e-3)
+        if f2 <= f1:
+            f1 = max(f2 - bw, 1e-3)
+        b = np.convolve(signal.firwin(c, [f1, f2], window="hamming", fs=sr, pass_zero=False), b)
+    _, h = signal.freqz(b, 1, fs=sr)
+    return b / np.max(np.abs(h))
+
+
+def zero_phase_fir(x: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """filtfilt(b, 1, x) by FFT: convolve with b and its reverse, centred (edges zero-padded, not reflected)."""
+    return signal.oaconvolve(x, np.convolve(b, b[::-1]), mode="same")
+
+
+def rawboost_convolutive(wave: np.ndarray, sr: int, rng: np.random.Generator, *, orders: int = 5,
+                         n_bands: int = 5) -> np.ndarray:
+    """RawBoost 1, linear and non-linear convolutive noise: sum of random filters of x, x^2, ..., x^orders."""
+    x = np.asarray(wave, dtype=np.float64)
+    y = np.zeros_like(x)
+    for j in range(orders):
+        gain_db = 0.0 if j == 0 else -rng.uniform(5.0, 20.0)  # higher orders weaker, as RawBoost's bias
+        y += 10 ** (gain_db / 20) * zero_phase_fir(x ** (j + 1), notch_filter(rng, sr, n_bands=n_bands))
+    return _keep_level(y, wave)
+
+
+def rawboost_impulsive(wave: np.ndarray, sr: int, rng: np.random.Generator, *, max_percent: float = 10.0,
+                       gain: float = 2.0) -> np.ndarray:
+    """RawBoost 2, impulsive signal-dependent noise: up to `max_percent` % of samples get x * gain * u1 * u2."""
+    x = np.asarray(wave, dtype=np.float32)
+    n = int(len(x) * rng.uniform(0.0, max_percent) / 100)
+    where = rng.permutation(len(x))[:n]
+    factor = (2 * rng.random(n) - 1) * (2 * rng.random(n) - 1)
+    out = x.copy()
+    out[where] = x[where] + gain * x[where] * factor.astype(np.float32)
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def rawboost_coloured(wave: np.ndarray, sr: int, rng: np.random.Generator, *,
+                      snr_db: tuple[float, float] = (10.0, 40.0), n_bands: int = 5) -> np.ndarray:
+    """RawBoost 3, stationary signal-independent noise: white noise through a random filter at a random SNR."""
+    noise = signal.lfilter(notch_filter(rng, sr, n_bands=n_bands), 1.0, rng.standard_normal(len(wave)))
+    level = _rms(wave) / 10.0 ** (rng.uniform(*snr_db) / 20.0)
+    return (wave + noise / (_rms(noise) + 1e-12) * level).astype(np.float32)
+
+
+def band_limit(wave: np.ndarray, sr: int, rng: np.random.Generator, *,
+               lowpass_hz: tuple[float, float] = (3000.0, 7000.0), highpass_hz: tuple[float, float] = (50.0, 500.0)) -> np.ndarray:
+    """A random low-pass, high-pass or both (4th-order Butterworth, zero phase), like unknown microphones and links."""
+    mode = str(rng.choice(["low", "high", "both"]))
+    x = np.asarray(wave, dtype=np.float32)
+    if mode in ("low", "both"):
+        cut = min(rng.uniform(*lowpass_hz), 0.45 * sr)
+        x = signal.sosfiltfilt(signal.butter(4, cut, btype="lowpass", fs=sr, output="sos"), x)
+    if mode in ("high", "both"):
+        x = signal.sosfiltfilt(signal.butter(4, rng.uniform(*highpass_hz), btype="highpass", fs=sr, output="sos"), x)
+    return np.asarray(x, dtype=np.float32)
 
 
 def random_crop(wave: np.ndarray, sr: int, rng: np.random.Generator, *, seconds: float = 3.0) -> np.ndarray:
@@ -163,6 +254,11 @@ TRANSFORMS: dict[str, Transform] = {
     "noise_floor": noise_floor, "gain": gain, "time_stretch": time_stretch, "pitch_shift": pitch_shift,
     "reverb": reverb, "add_noise": add_noise, "telephone": telephone, "codec": codec,
 }
+# applied after TRANSFORMS and drawn only when their probability is above 0 (old configs stay bit-identical)
+CHANNEL_TRANSFORMS: dict[str, Transform] = {
+    "rawboost_convolutive": rawboost_convolutive, "rawboost_impulsive": rawboost_impulsive,
+    "rawboost_coloured": rawboost_coloured, "band_limit": band_limit,
+}
 
 
 @dataclasses.dataclass
@@ -182,8 +278,16 @@ class AugmentConfig:
     stretch_rate: tuple[float, float] = (0.85, 1.15)
     semitones: tuple[float, float] = (-2.0, 2.0)
     rt60: tuple[float, float] = (0.15, 0.8)
-    codecs: tuple[str, ...] = ("mp3", "ogg", "opus")
+    codecs: tuple[str, ...] = ("mp3", "ogg", "opus")  # "mulaw" adds the 8 kHz G.711-style telephone codec
     spec_augment: bool = True
+    p_rawboost_convolutive: float = 0.0
+    p_rawboost_impulsive: float = 0.0
+    p_rawboost_coloured: float = 0.0
+    p_band_limit: float = 0.0
+    codec_bitrates_kbps: tuple[int, ...] = ()  # MP3 at one of these constant bitrates; () keeps compression levels
+    rawboost_snr_db: tuple[float, float] = (10.0, 40.0)
+    lowpass_hz: tuple[float, float] = (3000.0, 7000.0)
+    highpass_hz: tuple[float, float] = (50.0, 500.0)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -197,6 +301,14 @@ class AugmentConfig:
     def none(cls) -> "AugmentConfig":
         """No augmentation at all."""
         return cls(**{f.name: 0.0 for f in dataclasses.fields(cls) if f.name.startswith("p_")}, spec_augment=False)
+
+    @classmethod
+    def channel_robust(cls, **overrides: Any) -> "AugmentConfig":
+        """Today's transforms plus RawBoost, band-limiting and codecs at several bitrates, for unseen channels."""
+        preset = {"p_reverb": 0.3, "p_codec": 0.4, "codecs": ("mp3", "ogg", "opus", "mulaw"),
+                  "codec_bitrates_kbps": (16, 24, 32, 48, 64, 96, 128), "p_rawboost_convolutive": 0.3,
+                  "p_rawboost_impulsive": 0.2, "p_rawboost_coloured": 0.2, "p_band_limit": 0.3}
+        return cls(**{**preset, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
@@ -219,13 +331,21 @@ class Augmenter:
         c = self.config
         self._options = {"add_noise": {"snr_db": c.snr_db}, "gain": {"db": c.gain_db},
                          "time_stretch": {"rate": c.stretch_rate}, "pitch_shift": {"semitones": c.semitones},
-                         "reverb": {"rt60": c.rt60}, "codec": {"formats": c.codecs}}
+                         "reverb": {"rt60": c.rt60},
+                         "codec": {"formats": c.codecs, "bitrates_kbps": c.codec_bitrates_kbps},
+                         "rawboost_coloured": {"snr_db": c.rawboost_snr_db},
+                         "band_limit": {"lowpass_hz": c.lowpass_hz, "highpass_hz": c.highpass_hz}}
 
     def apply(self, wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
         """Return the augmented wave and the names of the transforms applied."""
         applied = []
         for name, fn in TRANSFORMS.items():
             if rng.random() < getattr(self.config, f"p_{name}"):
+                wave = fn(wave, sr, rng, **self._options.get(name, {}))
+                applied.append(name)
+        for name, fn in CHANNEL_TRANSFORMS.items():
+            p = getattr(self.config, f"p_{name}")
+            if p > 0 and rng.random() < p:
                 wave = fn(wave, sr, rng, **self._options.get(name, {}))
                 applied.append(name)
         return np.asarray(wave, dtype=np.float32), applied
@@ -252,7 +372,7 @@ def examples(manifest: pd.DataFrame, out_dir: str | Path, *, config: AugmentConf
             rng = _clip_rng(seed, row.hash, 0)
             wave = random_crop(audio.load(row.path, sr=sr), sr, rng, seconds=min(seconds, row.duration))
             after, applied = aug.apply(wave, sr, rng)
-            while not applied and any(getattr(aug.config, f"p_{k}") > 0 for k in TRANSFORMS):
+            while not applied and any(getattr(aug.config, f"p_{k}") > 0 for k in {**TRANSFORMS, **CHANNEL_TRANSFORMS}):
                 after, applied = aug.apply(wave, sr, rng)  # an example that shows nothing is useless
             before_path = audio.save(out_dir / "examples" / f"{label}_{i}_before.wav", wave, sr)
             after_path = audio.save(out_dir / "examples" / f"{label}_{i}_after.wav", after, sr)
