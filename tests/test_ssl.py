@@ -13,9 +13,9 @@ import torch
 
 pytest.importorskip("transformers", reason="optional: pip install transformers==5.17.0")
 
-from voicelib import ssl as ssl_frontend  # noqa: E402
+from voicelib import ssl_frontend  # noqa: E402
 from voicelib.errors import ModelError, SourceUnavailable  # noqa: E402
-from voicelib.ssl import SSLConfig, SSLDetector  # noqa: E402
+from voicelib.ssl_frontend import SSLConfig, SSLDetector  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = "tiny/wav2vec2"
