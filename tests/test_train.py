@@ -177,3 +177,26 @@ def test_select_on_accuracy_picks_the_most_accurate_epoch(toy, tmp_path):
     assert read_json(result.model_dir / "config.json")["train_config"]["select_on"] == "accuracy"
     with pytest.raises(ValueError, match="select_on"):
         _fit(toy, tmp_path / "bad", select_on="loss")
+
+
+@pytest.mark.parametrize("variant", [
+    {"model": {"arch": "lcnn", "features": {"n_mels": 40, "kind": "linear", "n_fft": 512}}},
+    {"model": {"ai_head": "ocsoftmax"}},
+    {"train": {"sam": "asam", "sam_rho": 0.5}},
+    {"model": {"preprocess": {"vad": True, "vad_backend": "energy"}}},
+], ids=["lcnn-linear", "ocsoftmax", "asam", "preprocess"])
+def test_generalisation_options_train_save_and_reload(toy, tmp_path, variant):
+    from voicelib.detect import Detector
+    from voicelib.model import load_model
+
+    fields = {**TINY.to_dict(), "features": {**TINY.features.to_dict(), **variant.get("model", {}).get("features", {})},
+              **{k: v for k, v in variant.get("model", {}).items() if k != "features"}}
+    cfg = train.TrainConfig(epochs=2, batch_size=4, lr=3e-3, **variant.get("train", {}))
+    result = train.fit(toy, cfg, out_dir=tmp_path / "m", model_config=ModelConfig.from_dict(fields),
+                       augment_config=LIGHT_AUG, device="cpu", progress=False, cache_dir=tmp_path / "cache")
+    assert result.history["train_loss"].notna().all()
+    model, meta = load_model(result.model_dir)
+    assert model.cfg.to_dict() == ModelConfig.from_dict(fields).to_dict()
+    row = toy[toy["split"] == "val"].iloc[0]
+    scored = Detector.load(result.model_dir, backend="torch").score_file(row["path"])
+    assert 0.0 <= scored["aiScore"] <= 1.0

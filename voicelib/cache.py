@@ -21,14 +21,20 @@ logger = logging.getLogger(__name__)
 
 
 class AudioCache:
-    """Decode each file once to <root>/<sr>/<hash>.f32 and hand out read-only memory maps."""
+    """Decode each file once to <root>/<sr>[-<prep>]/<hash>.f32 and hand out read-only memory maps.
 
-    def __init__(self, root: str | os.PathLike, sr: int = 16000):
+    With a `preprocess` config (voicelib.preprocess) the cached wave is the prepared one (silence trimmed,
+    level normalised, zeros dithered), under a folder named by that config's hash.
+    """
+
+    def __init__(self, root: str | os.PathLike, sr: int = 16000, *, preprocess=None):
         if int(sr) <= 0:
             raise ValueError(f"AudioCache: sample rate {sr} must be positive")
         self.root = Path(root)
         self.sr = int(sr)
-        self.dir = self.root / str(self.sr)
+        self.preprocess = preprocess if preprocess is not None and preprocess.active else None
+        suffix = f"-{preprocess.key}" if self.preprocess is not None else ""
+        self.dir = self.root / f"{self.sr}{suffix}"
         self.decoded = 0  # files decoded by this instance (in this process): the cost the cache saves
 
     def path_for(self, hash: str) -> Path:
@@ -41,6 +47,10 @@ class AudioCache:
         target = self.path_for(key)
         if not target.exists():
             wave = audio.load(path, sr=self.sr)
+            if self.preprocess is not None:
+                from voicelib.preprocess import prepare
+
+                wave = prepare(wave, self.sr, self.preprocess)
             self.decoded += 1
             self.dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(target) as tmp:
@@ -53,7 +63,8 @@ class AudioCache:
         before = self.decoded
         for path, key in tqdm(items, desc="decode cache", disable=not progress, leave=False):
             self.get(path, key)
-        logger.info("audio cache %s: %d of %d clips decoded, rest already cached", self.dir, self.decoded - before, len(items))
+        logger.info("audio cache %s: %d of %d clips decoded, rest already cached", self.dir, self.decoded - before,
+                    len(items))
         return self.decoded - before
 
     def size_bytes(self) -> int:

@@ -27,12 +27,16 @@ from torch import nn
 
 from voicelib.errors import ModelError
 from voicelib.features import FeatureConfig
+from voicelib.preprocess import PreprocessConfig
 from voicelib.io import atomic_path, read_json, write_json
 from voicelib.languages import LANGUAGE_NAMES
 
 logger = logging.getLogger(__name__)
 
 HEADS = ("ai", "language", "multi")
+ARCHS = ("resnet18", "lcnn")
+AI_HEADS = ("linear", "ocsoftmax")
+OCSOFTMAX = {"m_real": 0.9, "m_fake": 0.2, "alpha": 20.0}  # Zhang et al. 2021
 WEIGHTS, CONFIG, METRICS, HISTORY = "model.safetensors", "config.json", "metrics.json", "history.csv"
 MODEL_FILES = (WEIGHTS, CONFIG, METRICS, HISTORY)
 
@@ -47,11 +51,19 @@ class ModelConfig:
     n_languages: int = len(LANGUAGE_NAMES)
     segment_seconds: float = 3.0
     features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
+    arch: str = "resnet18"  # resnet18 (the design's default) or lcnn (the ASVspoof light CNN)
+    ai_head: str = "linear"  # linear (binary cross-entropy) or ocsoftmax (one-class softmax around human speech)
+    preprocess: PreprocessConfig = dataclasses.field(default_factory=PreprocessConfig.off)  # in every path
 
     def __post_init__(self) -> None:
         self.blocks = tuple(int(b) for b in self.blocks)
         if isinstance(self.features, dict):
             self.features = FeatureConfig.from_dict(self.features)
+        if isinstance(self.preprocess, dict):
+            self.preprocess = PreprocessConfig.from_dict(self.preprocess)
+        if self.arch not in ARCHS or self.ai_head not in AI_HEADS:
+            raise ValueError(f"ModelConfig: arch {self.arch!r} / ai_head {self.ai_head!r} unknown; use arch one of "
+                             f"{', '.join(ARCHS)} and ai_head one of {', '.join(AI_HEADS)}")
         if self.width < 1 or len(self.blocks) != 4 or min(self.blocks) < 1:
             raise ValueError(f"ModelConfig: width {self.width} / blocks {self.blocks} invalid; use width>=1 and 4 positive block counts")
         if not 0.0 <= self.dropout < 1.0:
@@ -67,13 +79,18 @@ class ModelConfig:
     @property
     def embedding_dim(self) -> int:
         """Size of the pooled embedding fed to the heads."""
+        if self.arch == "lcnn":
+            from voicelib.lcnn import embedding_dim
+
+            return embedding_dim(self.width)
         return 8 * self.width
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
         return {"width": self.width, "blocks": list(self.blocks), "dropout": self.dropout,
                 "n_languages": self.n_languages, "segment_seconds": self.segment_seconds,
-                "features": self.features.to_dict()}
+                "features": self.features.to_dict(), "arch": self.arch, "ai_head": self.ai_head,
+                "preprocess": self.preprocess.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -85,6 +102,8 @@ class ModelConfig:
         data = dict(data)
         if "features" in data:
             data["features"] = FeatureConfig.from_dict(data["features"])
+        if "preprocess" in data:
+            data["preprocess"] = PreprocessConfig.from_dict(data["preprocess"])
         return cls(**data)
 
 
@@ -157,7 +176,8 @@ class ResNet18Detector(nn.Module):
         """Pooled embedding [B, 8*width] of log-mel features [B, n_mels, frames]."""
         if features.dim() != 3:
             raise ValueError(f"features must be [batch, n_mels, frames], got shape {tuple(features.shape)}")
-        x = normalize_features(features.float()).unsqueeze(1)
+        x = features.float()
+        x = (normalize_features(x) if self.cfg.features.cmvn else x).unsqueeze(1)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
@@ -169,14 +189,29 @@ class ResNet18Detector(nn.Module):
                 "multi": self.heads["multi"](z).squeeze(-1)}
 
 
-def build_model(cfg: ModelConfig | None = None, *, seed: int | None = None) -> ResNet18Detector:
+def _network(cfg: ModelConfig) -> nn.Module:
+    """The network `cfg.arch` names, with the AI head `cfg.ai_head` names."""
+    if cfg.arch == "lcnn":
+        from voicelib.lcnn import LCNNDetector
+
+        net = LCNNDetector(cfg)
+    else:
+        net = ResNet18Detector(cfg)
+    if cfg.ai_head == "ocsoftmax":
+        from voicelib.losses import OCSoftmaxHead
+
+        net.heads["ai"] = OCSoftmaxHead(cfg.embedding_dim, **OCSOFTMAX)
+    return net
+
+
+def build_model(cfg: ModelConfig | None = None, *, seed: int | None = None) -> nn.Module:
     """Build a freshly initialised detector (seeded when `seed` is given)."""
     cfg = cfg or ModelConfig()
     if seed is None:
-        return ResNet18Detector(cfg)
+        return _network(cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return ResNet18Detector(cfg)
+        return _network(cfg)
 
 
 def count_parameters(model: nn.Module, *, trainable: bool = False) -> int:

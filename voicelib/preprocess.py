@@ -64,6 +64,19 @@ class PreprocessConfig:
         """No processing at all (today's behaviour)."""
         return cls(vad=False, loudness_dbfs=None, dither_dbfs=None)
 
+    @property
+    def active(self) -> bool:
+        """Whether `prepare` changes anything."""
+        return self.vad or self.loudness_dbfs is not None or self.dither_dbfs is not None
+
+    @property
+    def key(self) -> str:
+        """A short stable name of these settings (the audio cache keeps prepared waves under it)."""
+        import hashlib
+        import json
+
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as a plain JSON-ready dict."""
         return dataclasses.asdict(self)

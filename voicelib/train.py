@@ -29,16 +29,17 @@ from voicelib import __version__, checkpoint, config, data
 from voicelib.augment import AugmentConfig, Augmenter, spec_augment
 from voicelib.cache import AudioCache
 from voicelib.errors import DataError
-from voicelib.features import LogMel
+from voicelib.features import frontend
 from voicelib.io import write_json
 from voicelib.languages import LANGUAGE_NAMES
 from voicelib.metrics import eer, fit_platt
-from voicelib.model import WEIGHTS, ModelConfig, ResNet18Detector, build_model, load_model, save_model
+from voicelib.model import OCSOFTMAX, WEIGHTS, ModelConfig, ResNet18Detector, build_model, load_model, save_model
 
 logger = logging.getLogger(__name__)
 
 MODES = ("scratch", "full", "frozen", "head")
 SELECT_ON = ("eer", "accuracy")
+SAM_MODES = ("", "sam", "asam")
 MIN_CALIBRATION_CLIPS = 10  # per class: fewer validation clips than this give no Platt calibration
 REQUIRED_COLUMNS = ("path", "label", "language", "speaker", "duration", "split")
 
@@ -63,6 +64,8 @@ class TrainConfig:
     seed: int = 0  # seed of initialisation, sampling, augmentation and dropout
     num_workers: int = 0  # DataLoader worker processes (0 = in the training process)
     threads: int = 0  # torch CPU threads while training (0 = leave torch's setting)
+    sam: str = ""  # sharpness-aware minimisation: "" (off), "sam" or "asam" (adaptive); doubles the cost of a step
+    sam_rho: float = 0.05  # SAM neighbourhood radius (ASAM usually wants about 0.5)
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -74,6 +77,8 @@ class TrainConfig:
                                  ("language_weight", 0, 100), ("multi_weight", 0, 100)):
             config.check_range(name, field, getattr(self, field), low, high)
         config.check_range(name, "lr", self.lr, 1e-8, 10.0)
+        config.check_range(name, "sam_rho", self.sam_rho, 1e-6, 10.0)
+        config.check_choice(name, "sam", self.sam, SAM_MODES)
         config.check_choice(name, "mode", self.mode, MODES)
         config.check_choice(name, "select_on", self.select_on, SELECT_ON)
         if self.mode == "scratch" and self.base_model:
@@ -173,11 +178,15 @@ def lr_factor(step: int, *, total: int, warmup: int, floor: float = 0.01) -> flo
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weights: dict[str, float]) -> dict[str, torch.Tensor]:
-    """Per-head losses and their weighted total; masked targets are left out."""
+def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weights: dict[str, float],
+           ai_loss: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Per-head losses and their weighted total; masked targets are left out (`ai_loss`: OC-Softmax's from_score)."""
     ai_mask = batch["ai_mask"]
-    ai = (F.binary_cross_entropy_with_logits(out["ai"].float(), batch["ai"], reduction="none") * ai_mask).sum()
-    result = {"ai": ai / ai_mask.sum().clamp(min=1.0)}
+    if ai_loss is not None:
+        result = {"ai": ai_loss.from_score(out["ai"], batch["ai"], ai_mask)}
+    else:
+        ai = (F.binary_cross_entropy_with_logits(out["ai"].float(), batch["ai"], reduction="none") * ai_mask).sum()
+        result = {"ai": ai / ai_mask.sum().clamp(min=1.0)}
     zero = out["ai"].float().sum() * 0.0
     lang = batch["language"]
     result["language"] = F.cross_entropy(out["language"].float(), lang, ignore_index=-1) if (lang >= 0).any() else zero
@@ -191,7 +200,7 @@ class _Run:
     """The pieces one training run passes between its steps."""
 
     model: ResNet18Detector
-    frontend: LogMel
+    frontend: nn.Module
     optimizer: torch.optim.Optimizer
     device: torch.device
     mode: str
@@ -202,6 +211,8 @@ class _Run:
     weights: dict[str, float]
     spec_augment: bool
     step: int = 0
+    ai_loss: nn.Module | None = None  # OC-Softmax when the model's AI head is one; None: binary cross-entropy
+    sam: bool = False  # the optimizer is voicelib.sam.SAM: two passes per step
 
     def autocast(self):
         """bf16 autocast on CUDA; a no-op on CPU (CPU runs stay in float32 and deterministic)."""
@@ -223,20 +234,35 @@ def train_epoch(run: _Run, loader: DataLoader, epoch: int, *, progress: bool) ->
         with torch.no_grad():
             feats = run.frontend(batch["wave"])
             if run.spec_augment:
-                feats = spec_augment(feats, generator)
+                feats = spec_augment(feats, generator, max_freq=max(feats.shape[1] // 10, 1))
         with run.autocast():
             out = run.model(feats)
-        parts = losses(out, batch, run.weights)
+        parts = losses(out, batch, run.weights, run.ai_loss)
         run.optimizer.zero_grad(set_to_none=True)
         parts["total"].backward()
         nn.utils.clip_grad_norm_(params, 5.0)
-        run.optimizer.step()
+        if run.sam:
+            _sam_second_pass(run, feats, batch, params)
+        else:
+            run.optimizer.step()
         run.step += 1
         n += 1
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
     order = ("total", "ai", "language", "multi")
     return {f"train_{'loss' if k == 'total' else k + '_loss'}": sums.get(k, 0.0) / max(n, 1) for k in order}
+
+
+def _sam_second_pass(run: _Run, feats: torch.Tensor, batch: dict[str, torch.Tensor], params: list) -> None:
+    """SAM: step to the worst nearby weights, take the gradient there, then update from the original weights."""
+    from voicelib.sam import frozen_bn_stats
+
+    run.optimizer.first_step(zero_grad=True)
+    with frozen_bn_stats(run.model), run.autocast():
+        again = losses(run.model(feats), batch, run.weights, run.ai_loss)
+    again["total"].backward()
+    nn.utils.clip_grad_norm_(params, 5.0)
+    run.optimizer.second_step(zero_grad=True)
 
 
 @torch.no_grad()
@@ -320,7 +346,7 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
     dev = resolve_device(device)
     model, base_info = prepare_model(cfg, model_config)
     mcfg = model.cfg
-    cache = AudioCache(cache_dir or out_dir / "cache", mcfg.features.sample_rate)
+    cache = AudioCache(cache_dir or out_dir / "cache", mcfg.features.sample_rate, preprocess=mcfg.preprocess)
     both = pd.concat([train_df, val_df])
     cache.warm(zip(both["path"], both["hash"] if "hash" in both else [None] * len(both)), progress=progress)
     aug = augment_config if augment_config is not None else AugmentConfig()
@@ -336,8 +362,17 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
     model.to(dev)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
-    run = _Run(model, LogMel(mcfg.features).to(dev), optimizer, dev, cfg.mode, cfg.seed, cfg.lr, steps,
-               max(int(cfg.warmup_fraction * steps), 1), weights, aug.spec_augment)
+    if cfg.sam:
+        from voicelib.sam import SAM
+
+        optimizer = SAM(optimizer, rho=cfg.sam_rho, adaptive=cfg.sam == "asam")
+    ai_loss = None
+    if mcfg.ai_head == "ocsoftmax":
+        from voicelib.losses import OCSoftmax
+
+        ai_loss = OCSoftmax(mcfg.embedding_dim, **OCSOFTMAX)
+    run = _Run(model, frontend(mcfg.features).to(dev), optimizer, dev, cfg.mode, cfg.seed, cfg.lr, steps,
+               max(int(cfg.warmup_fraction * steps), 1), weights, aug.spec_augment, ai_loss=ai_loss, sam=bool(cfg.sam))
     derived = {**base_info, "device": str(dev), "amp": dev.type == "cuda", "loss_weights": weights,
                "segments_per_epoch": n_samples, "augment": aug.to_dict()}
     language = str(train_df["language"].mode().iloc[0])
