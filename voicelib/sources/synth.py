@@ -71,6 +71,10 @@ def render(jobs: list[Job], *, workers: int | None = None, desc: str = "synthesi
     failures: dict[str, str] = {}
     if not todo:
         return failures
+    for module in sorted({j.module for j in todo}):  # one-off setup (e.g. unpacking a model) before workers race
+        prepare = getattr(importlib.import_module(module), "prepare", None)
+        if prepare is not None:
+            prepare()
     calls = [(j.module, str(j.path), j.args) for j in todo]
     if workers == 1 or len(todo) == 1:
         results = (_render_one(*c) for c in calls)
