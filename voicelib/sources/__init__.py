@@ -155,7 +155,7 @@ def _balance(rows: list[dict], caps: dict, *, seed: int) -> list[dict]:
     """Drop AI rows past their engine's cap in real minutes (files stay on disk and are reused later)."""
     kept, used = [], {}
     for row in sorted(rows, key=lambda r: synth.pick_key(r["engine"], Path(r["path"]).name, seed)):
-        cap = caps.get(row["engine"])
+        cap = caps.get(row["engine"])  # caps are keyed by the engine column (espeak-ng, not espeak)
         if cap is not None and used.get(row["engine"], 0.0) >= cap * 60:
             continue
         used[row["engine"]] = used.get(row["engine"], 0.0) + float(row.get("duration") or 0.0)
@@ -213,7 +213,8 @@ def collect_all(data_dir: str | Path, *, language: str, human_sources: list[str]
     notes += [f"{len(failures)} clips failed to synthesise (see the log)"] if failures else []
     legacy, more = _legacy_rows(data_dir, language=language, names=[n for n in tts if n in LEGACY], texts=texts,
                                 voice_keys=voice_keys, limit=limit, seed=seed, options=options, workers=workers)
-    ai = _balance(synth.rows_of(jobs) + legacy, caps, seed=seed)
+    row_caps = {engines.get(n).engine_column: cap for n, cap in caps.items()}
+    ai = _balance(synth.rows_of(jobs) + legacy, row_caps, seed=seed)
     merged = _merge(data_dir, manifest.to_frame(humans + ai or pd.DataFrame(columns=manifest.COLUMNS)))
     kept, quarantined = manifest.validate(merged, min_duration=min_duration, max_duration=max_duration)
     manifest.write_manifest(kept, data_dir / "manifest.csv")

@@ -25,6 +25,12 @@ class Engine:
     default: bool = True  # part of "auto" when available (Codec2 is not: its 8 kHz band is a cue)
     args: dict = field(default_factory=dict)  # fixed synthesize() arguments (a vocoder's variant)
     note: str = ""
+    row_engine: str = ""  # the `engine` its manifest rows carry, when not its name
+
+    @property
+    def engine_column(self) -> str:
+        """The value of the manifest's `engine` column for this engine's clips."""
+        return self.row_engine or self.name
 
     def load(self):
         """Import the engine's module."""
@@ -53,7 +59,7 @@ def _takes_language(check) -> bool:
 
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (
-    Engine("espeak", "formant", ALL, "voicelib.sources.espeak"),
+    Engine("espeak", "formant", ALL, "voicelib.sources.espeak", row_engine="espeak-ng"),
     Engine("kokoro", "neural", ALL, "voicelib.sources.kokoro", note="Kokoro-82M int8 ONNX from espeak-ng IPA"),
     Engine("hibari", "neural", ALL, "voicelib.sources.hibari", note="Kokoro-distilled, harmonic-plus-noise decoder"),
     Engine("festival", "diphone", ("hindi", "telugu", "english"), "voicelib.sources.festival",
@@ -70,7 +76,7 @@ ENGINES: dict[str, Engine] = {e.name: e for e in (
     Engine("codec2", "vocoder", ALL, "voicelib.sources.codec2", vocoder=True, default=False,
            note="8 kHz: off by default (band-limit the human side first)"),
     Engine("gtts", "online-neural", ALL, "voicelib.sources.gtts", network=True),
-    Engine("edge", "online-neural", ALL, "voicelib.sources.edge", network=True),
+    Engine("edge", "online-neural", ALL, "voicelib.sources.edge", network=True, row_engine="edge-neural"),
     Engine("piper", "online-neural", ("english", "hindi", "malayalam", "telugu"), "voicelib.sources.piper",
            network=True, note="rhasspy/piper-voices on the Hugging Face hub"),
 )}
