@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 
 from voicelib import __main__ as cli
-from voicelib import manifest
+from voicelib import manifest, sources
 from voicelib.sources import collect_all, engines, kokoro, online
-from voicelib import sources
 
 
 def test_registry_names_family_languages_and_availability():
@@ -59,7 +58,8 @@ def folder(tmp_path, speech_file):
     human.mkdir(parents=True)
     texts = ["आज मौसम अच्छा है।", "कल बारिश होगी।", "हम बाज़ार जा रहे हैं।", "चाय ठंडी हो गई।"]
     for i, text in enumerate(texts):
-        speech_file(f"x{i}.wav", language="hi", text=text, variant="m3" if i % 2 else "f2").rename(human / f"s{i % 2}_{i}.wav")
+        variant = "m3" if i % 2 else "f2"
+        speech_file(f"x{i}.wav", language="hi", text=text, variant=variant).rename(human / f"s{i % 2}_{i}.wav")
     (root / "manifest.csv").write_text("path,text\n" + "".join(f"hindi/human/s{i % 2}_{i}.wav,{t}\n"
                                                                for i, t in enumerate(texts)), encoding="utf-8")
     return root

@@ -39,6 +39,7 @@ def test_absent_festival_says_how_to_install(tmp_path, monkeypatch):
     assert not festival.available("tamil")[0]  # no Tamil voice is packaged
     monkeypatch.setattr(festival, "missing", lambda programs, files=(): list(programs) + list(files))
     ok, why = festival.available("hindi")
-    assert not ok and why.startswith("Festival is not installed; sudo apt-get install festival") and "festvox-hi-nsk" in why
+    assert not ok and why.startswith("Festival is not installed; sudo apt-get install festival")
+    assert "festvox-hi-nsk" in why
     with pytest.raises(SourceUnavailable, match="apt-get install festival"):
         festival.collect(tmp_path, language="hindi", texts=["नमस्ते"])

@@ -1,4 +1,4 @@
-"""flite (Debian) English clustergen voices, and SVOX Pico (ttspico): real synthesis, and the install line when absent."""
+"""flite (Debian) clustergen voices and SVOX Pico (ttspico), English: real synthesis, install line when absent."""
 from __future__ import annotations
 
 import numpy as np

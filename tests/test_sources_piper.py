@@ -30,14 +30,16 @@ def _tiny_model(hop: int = 256, freq: float = 220.0, sr: int = 16000) -> bytes:
     from onnx import TensorProto as T
     from onnx import helper
 
-    nodes = [helper.make_node("Shape", ["input"], ["shape"]), helper.make_node("Gather", ["shape", "one"], ["n"], axis=0),
-             helper.make_node("Mul", ["n", "hop"], ["t"]),
+    nodes = [helper.make_node("Shape", ["input"], ["shape"]),
+             helper.make_node("Gather", ["shape", "one"], ["n"], axis=0), helper.make_node("Mul", ["n", "hop"], ["t"]),
              helper.make_node("ConstantOfShape", ["t"], ["ones"], value=helper.make_tensor("v", T.FLOAT, [1], [1.0])),
-             helper.make_node("CumSum", ["ones", "zero"], ["index"]), helper.make_node("Mul", ["index", "w"], ["phase"]),
+             helper.make_node("CumSum", ["ones", "zero"], ["index"]),
+             helper.make_node("Mul", ["index", "w"], ["phase"]),
              helper.make_node("Sin", ["phase"], ["sine"]), helper.make_node("Mul", ["sine", "amp"], ["audio"]),
              helper.make_node("Reshape", ["audio", "oshape"], ["output"])]
     inits = [helper.make_tensor("one", T.INT64, [1], [1]), helper.make_tensor("hop", T.INT64, [1], [hop]),
-             helper.make_tensor("zero", T.INT64, [], [0]), helper.make_tensor("w", T.FLOAT, [], [2 * np.pi * freq / sr]),
+             helper.make_tensor("zero", T.INT64, [], [0]),
+             helper.make_tensor("w", T.FLOAT, [], [2 * np.pi * freq / sr]),
              helper.make_tensor("amp", T.FLOAT, [], [0.3]), helper.make_tensor("oshape", T.INT64, [4], [1, 1, 1, -1])]
     graph = helper.make_graph(nodes, "tiny-piper", [helper.make_tensor_value_info("input", T.INT64, [1, None]),
                                                     helper.make_tensor_value_info("input_lengths", T.INT64, [1]),
@@ -169,8 +171,8 @@ def test_missing_voice_file_and_unreachable_hub_hand_texts_back(tmp_path, hub):
         piper.collect(tmp_path / "a", language="hindi", texts=TEXTS, seed=0, cache_dir=hub, retries=0)
     assert info.value.remaining == TEXTS and info.value.rows == []
     with pytest.raises(SourceUnavailable, match="Piper download of voices.json"):
-        piper.collect(tmp_path / "b", language="hindi", texts=TEXTS, seed=0, endpoint=f"http://127.0.0.1:{_closed_port()}",
-                      cache_dir=tmp_path / "c", retries=0, timeout=2)
+        piper.collect(tmp_path / "b", language="hindi", texts=TEXTS, seed=0,
+                      endpoint=f"http://127.0.0.1:{_closed_port()}", cache_dir=tmp_path / "c", retries=0, timeout=2)
 
 
 def test_collect_all_falls_back_to_espeak_when_the_hub_is_down(tmp_path, speech_file, monkeypatch):
@@ -179,8 +181,8 @@ def test_collect_all_falls_back_to_espeak_when_the_hub_is_down(tmp_path, speech_
     (root / "hindi" / "human").mkdir(parents=True)
     for i, text in enumerate(TEXTS):
         speech_file(f"spk_{i}.wav", language="hi", text=text).rename(root / "hindi" / "human" / f"spk_{i}.wav")
-    (root / "manifest.csv").write_text("path,text\n" + "".join(f"hindi/human/spk_{i}.wav,{t}\n" for i, t in enumerate(TEXTS)),
-                                       encoding="utf-8")
+    lines = "".join(f"hindi/human/spk_{i}.wav,{t}\n" for i, t in enumerate(TEXTS))
+    (root / "manifest.csv").write_text("path,text\n" + lines, encoding="utf-8")
     options = {"piper": {"endpoint": f"http://127.0.0.1:{_closed_port()}", "retries": 0, "timeout": 2,
                          "cache_dir": str(tmp_path / "c")}}
     df = collect_all(tmp_path / "data", language="hindi", human_sources=[], tts_engines=["piper"], local_dirs=[root],

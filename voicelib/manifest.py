@@ -147,8 +147,8 @@ def validate(df: pd.DataFrame, *, root: str | os.PathLike | None = None, min_dur
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Clips, speakers and minutes per (split,) label, source and engine (and reason for quarantine tables)."""
-    keys = [c for c in ("split", "label", "source", "engine", "reason") if c in df.columns]
+    """Clips, speakers and minutes per (split,) label, family, source and engine (and reason for quarantine tables)."""
+    keys = [c for c in ("split", "label", "family", "source", "engine", "reason") if c in df.columns]
     if df.empty:
         return pd.DataFrame(columns=keys + ["clips", "speakers", "minutes"])
     table = df.groupby(keys, dropna=False).agg(clips=("path", "size"), speakers=("speaker", "nunique"),

@@ -43,7 +43,7 @@ def _human_rows(data_dir: Path, *, language: str, human_sources, local_dirs, lim
 
 
 def _sentences(rows: list[dict], limit: int | None) -> tuple[list[str] | None, dict[str, str], dict[str, float]]:
-    """Sentences human clips speak (first `limit`), which human speaker said each, and how long it took; None if none."""
+    """Sentences human clips speak (first `limit`; None if none), the human speaker and duration of each."""
     keys: dict[str, str] = {}
     durations: dict[str, float] = {}
     for row in rows:
@@ -65,29 +65,27 @@ def _reachable(host: str, *, timeout: float = 3.0) -> bool:
 
 
 def _names(requested, *, language: str, vocoder: bool) -> list[str]:
-    """Resolve "auto" (every installed offline engine, online ones when reachable) or check the names given."""
-    if isinstance(requested, str):
-        requested = [requested]
-    requested = list(requested)
-    if requested == ["auto"]:
-        names = engines.auto(language, vocoder=vocoder, network=False)
-        online = [] if vocoder else engines.auto(language, vocoder=False, network=True)
-        up = [n for n in online if _reachable(ONLINE_HOSTS.get(n, "huggingface.co"))]
-        if set(online) - set(up):
-            say_once("offline:auto", f"offline: {', '.join(sorted(set(online) - set(up)))} left out "
-                                     f"(their servers cannot be reached)", logger=log)
-        return names + up
+    """Resolve "auto" (every installed offline engine, online ones when reachable) plus any names given, checked."""
+    requested = [requested] if isinstance(requested, str) else list(requested)
     known = VOCODERS if vocoder else TTS_ENGINES
     for name in requested:
-        if name not in known:
+        if name != "auto" and name not in known:
             kind = "vocoder" if vocoder else "TTS engine"
             raise ValueError(f"unknown {kind} {name!r}; choose from {', '.join(known)} or 'auto'")
-    return requested
+    if "auto" not in requested:
+        return requested
+    names = engines.auto(language, vocoder=vocoder, network=False)
+    online = [] if vocoder else engines.auto(language, vocoder=False, network=True)
+    up = [n for n in online if _reachable(ONLINE_HOSTS.get(n, "huggingface.co"))]
+    if set(online) - set(up):
+        say_once("offline:auto", f"offline: {', '.join(sorted(set(online) - set(up)))} left out "
+                                 f"(their servers cannot be reached)", logger=log)
+    return list(dict.fromkeys(names + up + [n for n in requested if n != "auto"]))
 
 
 def _legacy_rows(data_dir: Path, *, language: str, names, texts, voice_keys, limit, seed, options,
                  workers) -> tuple[list[dict], list[str]]:
-    """Speak `texts` with the engines that run their own collect; an unreachable online one hands its texts to espeak-ng."""
+    """Speak `texts` with engines that run their own collect; an unreachable online one hands its texts to espeak-ng."""
     rows, notes = [], []
     for name in names:
         module = engines.get(name).load()
@@ -184,9 +182,9 @@ def collect_all(data_dir: str | Path, *, language: str, human_sources: list[str]
     """Collect, merge, validate and write data_dir/manifest.csv (+ quarantine.csv); return the kept rows.
 
     `tts_engines` "auto" is every installed offline engine for the language (online ones when reachable);
-    names select engines (`python -m voicelib engines` lists them). `vocoders` (None: "auto" when
-    tts_engines is "auto", else the vocoder names in tts_engines) copy `vocoders_per_clip` of them per
-    human clip. `limit` caps clips per source; the AI side speaks the human clips' sentences when known;
+    names select engines, "auto" and names add up (`python -m voicelib engines` lists them). `vocoders`
+    (None: "auto" when tts_engines has "auto", plus vocoder names in tts_engines) copy `vocoders_per_clip`
+    of them per human clip. `limit` caps clips per source; the AI side speaks the human clips' sentences when known;
     minutes per engine and per family are capped. Synthesis runs in `workers` processes (None: all cores).
     `options` holds keyword options per source name, e.g. {"gtts": {"timeout": 5}}.
     """
@@ -198,8 +196,8 @@ def collect_all(data_dir: str | Path, *, language: str, human_sources: list[str]
     log.info("%d human clips; AI speaks %s", len(humans),
              f"their {len(texts)} sentences" if texts else "the shipped prompts (no human transcripts)")
     requested = [tts_engines] if isinstance(tts_engines, str) else list(tts_engines)
-    if vocoders is None:
-        vocoders = "auto" if requested == ["auto"] else [n for n in requested if n in VOCODERS]
+    if vocoders is None:  # follow tts_engines: "auto" brings the default vocoders, names bring those named
+        vocoders = [n for n in requested if n in VOCODERS or n == "auto"]
     tts = _names([n for n in requested if n not in VOCODERS], language=language, vocoder=False)
     vocs = _names(vocoders, language=language, vocoder=True) if vocoders_per_clip else []
     caps = _caps(tts + vocs, per_engine=max_minutes_per_engine, per_family=max_minutes_per_family)

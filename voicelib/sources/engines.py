@@ -39,7 +39,8 @@ class Engine:
     def available(self, language: str | None = None) -> tuple[bool, str]:
         """(True, "") when the engine can run here (for `language`, if given), else (False, one-line how-to-fix)."""
         if language is not None and language_name(language) not in self.languages:
-            return False, f"{self.name} does not speak {language_name(language)} (it speaks {', '.join(self.languages)})"
+            speaks = ", ".join(self.languages)
+            return False, f"{self.name} does not speak {language_name(language)} (it speaks {speaks})"
         try:
             module = self.load()
         except ImportError as exc:
@@ -85,7 +86,7 @@ ENGINES: dict[str, Engine] = {e.name: e for e in (
 def get(name: str) -> Engine:
     """The engine called `name`; a ValueError lists the known names otherwise."""
     if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)} (see `python -m voicelib engines`)")
+        raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)} (`python -m voicelib engines`)")
     return ENGINES[name]
 
 

@@ -26,7 +26,7 @@ def _pysptk():
     if "pkg_resources" not in sys.modules and importlib.util.find_spec("pkg_resources") is None:
         shim = types.ModuleType("pkg_resources")
         shim.resource_filename = lambda package, name: str(importlib.resources.files(package) / name)
-        sys.modules["pkg_resources"] = shim  # only resource_filename is used, and only by pysptk.util.example_audio_file
+        sys.modules["pkg_resources"] = shim  # pysptk uses only resource_filename, for its example audio file
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pysptk
