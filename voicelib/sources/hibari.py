@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from voicelib.errors import SourceUnavailable
-from voicelib.sources.kokoro import IPA_FIXES, ipa
+from voicelib.sources.kokoro import IPA_FIXES, ipa, pieces
 from voicelib.sources.synth import collect_jobs, plan_tts
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,16 @@ def synthesize(text: str, *, language: str, voice: str = "heart", speed: float =
     phonemes = ipa(text, language)
     for old, new in IPA_FIXES.items():
         phonemes = phonemes.replace(old, new)
-    phonemes = "".join(ch for ch in phonemes if ch in model.vocab)[:MAX_PHONEMES]
-    if not phonemes.strip(" ,."):
+    phonemes = "".join(ch for ch in phonemes if ch in model.vocab)
+    gap = np.zeros(int(0.15 * model.sample_rate), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for piece in pieces(phonemes, MAX_PHONEMES):  # long sentences: one call per clause group
+        parts += [np.asarray(model.from_ids(model.ids(piece), speed, rng), dtype=np.float32).ravel(), gap]
+    if not parts:
         raise ValueError(f"hibari: no phonemes the model knows in {text!r} ({language})")
-    wave = model.from_phonemes(phonemes, speed=speed, seed=seed)
-    return np.asarray(wave, dtype=np.float32).ravel(), int(model.sample_rate)
+    wave = np.concatenate(parts[:-1])
+    return wave, int(model.sample_rate)
 
 
 def plan(out_dir: str | Path, *, language: str, limit: int | None = None, seed: int = 0,

@@ -43,6 +43,23 @@ def to_vocab(ipa: str, vocab: dict[str, int]) -> list[int]:
     return [vocab[ch] for ch in ipa if ch in vocab]
 
 
+def pieces(phonemes: str, max_len: int) -> list[str]:
+    """Split a phoneme string at clause commas (then spaces) into pieces of at most `max_len` characters."""
+    out, current = [], ""
+    for clause in phonemes.replace(", ", ",\n").split("\n"):
+        while len(clause) > max_len:  # one clause too long: cut at the last space that fits
+            cut = clause.rfind(" ", 0, max_len)
+            cut = cut if cut > 0 else max_len
+            out.append(clause[:cut].strip())
+            clause = clause[cut:].strip()
+        if current and len(current) + 1 + len(clause) > max_len:
+            out.append(current)
+            current = clause
+        else:
+            current = f"{current} {clause}".strip()
+    return [p for p in out + [current] if p.strip(" ,.")]
+
+
 def ipa(text: str, language: str) -> str:
     """espeak-ng IPA of `text`, clauses separated by commas, ending with a full stop."""
     return espeak.phonemize(text, language, separator=", ") + "."
@@ -90,15 +107,22 @@ def synthesize(text: str, *, language: str, voice: str = "jf_alpha", speed: floa
     """Speak `text` (language an ISO code) with one Kokoro voice; return (float32 wave, 24000). Deterministic."""
     del seed  # the model has no sampling: same input, same output
     session, vocab, styles = _model()
-    ids = to_vocab(ipa(text, language), vocab)[:MAX_TOKENS]
-    if not ids:
-        raise ValueError(f"kokoro: no phonemes the model knows in {text!r} ({language})")
     style = _style(styles, voice)
-    ref = style[min(len(ids), len(style)) - 1]
-    wave = session.run(None, {"tokens": np.array([[0, *ids, 0]], dtype=np.int64),
-                              "style": np.asarray(ref, dtype=np.float32).reshape(1, 256),
-                              "speed": np.array([speed], dtype=np.float32)})[0]
-    return np.asarray(wave, dtype=np.float32).ravel(), 24000
+    gap = np.zeros(int(0.15 * 24000), dtype=np.float32)
+    parts = []
+    for piece in pieces(ipa(text, language), MAX_TOKENS):  # long sentences: one call per clause group
+        ids = to_vocab(piece, vocab)[:MAX_TOKENS]
+        if not ids:
+            continue
+        ref = style[min(len(ids), len(style)) - 1]
+        wave = session.run(None, {"tokens": np.array([[0, *ids, 0]], dtype=np.int64),
+                                  "style": np.asarray(ref, dtype=np.float32).reshape(1, 256),
+                                  "speed": np.array([speed], dtype=np.float32)})[0]
+        parts += [np.asarray(wave, dtype=np.float32).ravel(), gap]
+    if not parts:
+        raise ValueError(f"kokoro: no phonemes the model knows in {text!r} ({language})")
+    wave = np.concatenate(parts[:-1])
+    return wave, 24000
 
 
 def collect(out_dir: str | Path, *, language: str, limit: int | None = None, seed: int = 0,
