@@ -98,3 +98,13 @@ def test_minutes_cap_per_engine(tmp_path, folder, monkeypatch):
     assert len(ai) < 8
     with pytest.raises(ValueError, match="unknown vocoder 'nope'"):
         collect_all(tmp_path / "d2", language="hindi", human_sources=[], local_dirs=[folder], vocoders=["nope"])
+
+
+def test_by_family_counts_clips_and_minutes():
+    df = manifest.to_frame([{"path": f"{i}.flac", "label": lab, "engine": eng, "duration": 30.0}
+                            for i, (lab, eng) in enumerate([("human", "human"), ("ai", "espeak-ng"), ("ai", "espeak-ng"),
+                                                            ("ai", "kokoro")])])
+    df.loc[df["engine"] == "kokoro", "family"] = "neural"
+    table = manifest.by_family(df).set_index("engine")
+    assert table.loc["espeak-ng", "clips"] == 2 and table.loc["espeak-ng", "minutes"] == 1.0
+    assert table.loc["kokoro", "family"] == "neural" and table.loc["human", "family"] == "human"

@@ -157,6 +157,16 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def by_family(df: pd.DataFrame) -> pd.DataFrame:
+    """Clips and minutes per (split,) label, family and engine: what made the data, for the report."""
+    keys = [c for c in ("split", "label", "family", "engine") if c in df.columns]
+    if df.empty:
+        return pd.DataFrame(columns=keys + ["clips", "minutes"])
+    table = df.groupby(keys, dropna=False).agg(clips=("path", "size"), minutes=("duration", "sum"))
+    table["minutes"] = (table["minutes"] / 60.0).round(2)
+    return table.reset_index()
+
+
 def _components(df: pd.DataFrame) -> np.ndarray:
     """Union-find over clips sharing a speaker or a group; return a component id per row."""
     parent = list(range(len(df)))

@@ -63,11 +63,11 @@ def _render_one(module: str, path: str, args: dict) -> tuple[str, str | None]:
 
 
 def render(jobs: list[Job], *, workers: int | None = None, desc: str = "synthesis") -> dict[str, str]:
-    """Make every job's clip that does not exist yet, in `workers` processes; return {path: error} of failures."""
+    """Make every job's clip that does not exist yet, in `workers` processes (0/None: all cores); return failures."""
     todo = [j for j in jobs if not Path(j.path).is_file()]
-    workers = default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"workers {workers} must be at least 1 (or None for the number of cores)")
+    if workers is not None and int(workers) < 0:
+        raise ValueError(f"workers {workers} is negative; use 1 or more, or 0/None for the number of cores")
+    workers = int(workers) if workers else default_workers()
     failures: dict[str, str] = {}
     if not todo:
         return failures
