@@ -6,14 +6,14 @@ phoneme id), so download, resume, retries and piper-tts' own synthesis path are 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import socket
-import threading
 
 import numpy as np
 import pytest
 from engine_checks import check_rows
+from hub_standin import Hub as _Hub
+from hub_standin import serve
 
 from voicelib.errors import SourceUnavailable
 from voicelib.sources import collect_all, online, piper
@@ -66,65 +66,14 @@ def _catalog() -> bytes:
     return json.dumps({KEY: entry, "en_US-x-low": english}).encode()
 
 
-class _Hub(http.server.BaseHTTPRequestHandler):
-    """Serves /rhasspy/piper-voices/resolve/main/<file> with ETag and X-Repo-Commit, honouring Range; can fail first."""
-
-    files: dict[str, bytes] = {}
-    log: list[tuple[str, str, str]] = []
-    fail_first: dict[str, int] = {}
-
-    def _serve(self, body: bool) -> None:
-        prefix = "/rhasspy/piper-voices/resolve/main/"
-        name = self.path.split("?")[0][len(prefix):] if self.path.startswith(prefix) else None
-        self.log.append((self.command, name or self.path, self.headers.get("Range", "")))
-        if self.fail_first.get(name, 0) > 0:
-            self.fail_first[name] -= 1
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        if name not in self.files:
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        data, start = self.files[name], 0
-        rng = self.headers.get("Range", "")
-        if rng.startswith("bytes=") and body:
-            start = int(rng[6:].split("-")[0])
-        self.send_response(206 if start else 200)
-        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-        self.send_header("X-Repo-Commit", "c" * 40)
-        self.send_header("Content-Length", str(len(data) - start))
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.end_headers()
-        if body:
-            self.wfile.write(data[start:])
-
-    def do_HEAD(self):  # noqa: N802
-        self._serve(False)
-
-    def do_GET(self):  # noqa: N802
-        self._serve(True)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """Start the stand-in hub with voices.json and one Hindi voice; return the cache folder to use."""
-    _Hub.files = {"voices.json": _catalog(), MODEL: _tiny_model(), MODEL + ".json": _config()}
-    _Hub.log, _Hub.fail_first = [], {}
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    yield tmp_path / "hf_cache"
-    server.shutdown()
-    server.server_close()
+    with serve(piper.REPO, {"voices.json": _catalog(), MODEL: _tiny_model(), MODEL + ".json": _config()}) as url:
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        yield tmp_path / "hf_cache"
 
 
 def _closed_port() -> int:

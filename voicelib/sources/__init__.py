@@ -22,8 +22,9 @@ HUMAN_SOURCES = ("fleurs",)
 TTS_ENGINES = tuple(name for name, e in engines.ENGINES.items() if not e.vocoder)
 VOCODERS = tuple(name for name, e in engines.ENGINES.items() if e.vocoder)
 OFFLINE_ENGINE = "espeak"
-LEGACY = ("espeak", "gtts", "edge", "piper")  # engines that run their own collect (fast, or online)
-ONLINE_HOSTS = {"gtts": "translate.google.com", "edge": "speech.platform.bing.com", "piper": "huggingface.co"}
+LEGACY = ("espeak", "gtts", "edge", "piper", "mms")  # engines that run their own collect (fast, or online)
+ONLINE_HOSTS = {"gtts": "translate.google.com", "edge": "speech.platform.bing.com", "piper": "huggingface.co",
+                "mms": "huggingface.co"}
 
 
 def _human_rows(data_dir: Path, *, language: str, human_sources, local_dirs, limit, seed, options) -> list[dict]:
@@ -90,9 +91,9 @@ def _legacy_rows(data_dir: Path, *, language: str, names, texts, voice_keys, lim
     for name in names:
         module = engines.get(name).load()
         opts = dict(options.get(name, {}))
-        if name in ("espeak", "edge", "piper"):
+        if name in ("espeak", "edge", "piper", "mms"):
             opts.setdefault("voice_keys", voice_keys)
-        if name == "piper":
+        if name in ("piper", "mms"):
             opts.setdefault("workers", workers)
         common = dict(language=language, limit=limit, seed=seed, texts=texts)
         try:

@@ -80,6 +80,8 @@ ENGINES: dict[str, Engine] = {e.name: e for e in (
     Engine("edge", "online-neural", ALL, "voicelib.sources.edge", network=True, row_engine="edge-neural"),
     Engine("piper", "online-neural", ("english", "hindi", "malayalam", "telugu"), "voicelib.sources.piper",
            network=True, note="rhasspy/piper-voices on the Hugging Face hub"),
+    Engine("mms", "online-neural", ALL, "voicelib.sources.mms", network=True,
+           note="facebook/mms-tts-<lang> on the Hugging Face hub (needs transformers)"),
 )}
 
 

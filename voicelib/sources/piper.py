@@ -40,9 +40,10 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-def download(filename: str, *, endpoint: str | None = None, revision: str = "main", cache_dir: str | Path | None = None,
-             retries: int = 2, backoff: float = 1.0, timeout: float = 30.0, seed: int = 0) -> Path:
-    """Download one file of rhasspy/piper-voices (resuming a partial download) and return its local path."""
+def download(filename: str, *, repo: str = REPO, name: str = "Piper", endpoint: str | None = None,
+             revision: str = "main", cache_dir: str | Path | None = None, retries: int = 2, backoff: float = 1.0,
+             timeout: float = 30.0, seed: int = 0) -> Path:
+    """Download one file of a hub model repo (rhasspy/piper-voices by default), resuming a partial download."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
@@ -52,16 +53,16 @@ def download(filename: str, *, endpoint: str | None = None, revision: str = "mai
 
     def call() -> Path:
         try:
-            return Path(hf_hub_download(REPO, filename, revision=revision, endpoint=endpoint, cache_dir=cache_dir,
+            return Path(hf_hub_download(repo, filename, revision=revision, endpoint=endpoint, cache_dir=cache_dir,
                                         etag_timeout=timeout))
         except EntryNotFoundError as exc:  # not transient: say so at once
-            raise SourceUnavailable(f"Piper: {filename} not found on {endpoint or 'the hub'} ({exc})") from exc
+            raise SourceUnavailable(f"{name}: {filename} not found in {repo} on {endpoint or 'the hub'} ({exc})") from exc
         except RuntimeError as exc:  # huggingface_hub 1.16 closes its client after a connect error, then reuses it
             if "client has been closed" not in str(exc):
                 raise
             raise ConnectionError(f"cannot connect to {endpoint or 'huggingface.co'}") from exc
 
-    return with_retries(call, what=f"Piper download of {filename} from {endpoint or 'huggingface.co'}",
+    return with_retries(call, what=f"{name} download of {filename} from {endpoint or 'huggingface.co'}",
                         retries=retries, backoff=backoff, seed=seed,
                         retry_on=(OSError, HfHubHTTPError, LocalEntryNotFoundError, _httpx_error()))
 
