@@ -61,8 +61,8 @@ def test_collect_all_without_human_speech_says_how_to_fix(tmp_path):
 
 
 def test_unknown_engine_is_refused(tmp_path, user_folder):
-    with pytest.raises(ValueError, match="unknown TTS engine 'festival'"):
-        collect_all(tmp_path / "d", language="hindi", human_sources=[], tts_engines=["festival"], local_dirs=[user_folder])
+    with pytest.raises(ValueError, match="unknown TTS engine 'nosuch'"):
+        collect_all(tmp_path / "d", language="hindi", human_sources=[], tts_engines=["nosuch"], local_dirs=[user_folder])
 
 
 def test_real_hindi_folder_gives_both_classes_and_clean_splits(tmp_path, shared_speech):

@@ -1,4 +1,4 @@
-"""Command line: `python -m voicelib detect PATH... --model DIR` and `python -m voicelib models list|promote|rollback`.
+"""Command line: `python -m voicelib detect PATH... --model DIR`, `models list|promote|rollback` and `engines`.
 
 Exit codes: 0 every file scored, 1 some file could not be scored (its entry says why), 2 usage or model error.
 """
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--language", required=True, help="language whose models to manage")
     models.add_argument("--models-root", default="models", help="model store folder (default: models)")
     models.add_argument("--entry", help="version (folder name from `models list`) to promote")
+    eng = sub.add_parser("engines", help="list the AI speech engines, their family, languages and availability")
+    eng.add_argument("--language", help="say whether each engine can speak this language here")
+    eng.add_argument("--format", choices=["table", "json"], default="table", help="output format on stdout")
     return parser
 
 
@@ -115,13 +118,30 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engines(args: argparse.Namespace) -> int:
+    from voicelib.sources import engines
+
+    rows = engines.listing(args.language)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        return 0
+    lines = [f"{'engine':<14} {'family':<14} {'online':<7} {'available':<10} {'languages':<40} why not / note"]
+    for r in rows:
+        flag = ("yes" if r["available"] else "no") + ("" if r["default"] else "*")
+        lines.append(f"{r['name']:<14} {r['family']:<14} {'yes' if r['network'] else 'no':<7} {flag:<10} "
+                     f"{', '.join(r['languages']):<40} {r['reason'] or r['note']}")
+    lines.append("* available but not used by default (pass its name to use it)")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return _detect(args) if args.command == "detect" else _models(args)
+        return {"detect": _detect, "models": _models, "engines": _engines}[args.command](args)
     except (VoiceLibError, ValueError, FileNotFoundError) as exc:
         sys.stderr.write(f"voicelib: error: {' '.join(str(exc).split())}\n")
         return 2

@@ -19,6 +19,7 @@ _POS_CHARACTER = 1
 _ESPEAK_RATE = 1
 _ESPEAK_PITCH = 3
 _EE_OK = 0
+_PHONEMES_IPA = 0x02  # espeak_TextToPhonemes phonememode bit 1: IPA as UTF-8
 _FIX = "reinstall it with `.venv/bin/pip install --force-reinstall espeakng-loader==0.2.4`"
 
 # int callback(short *wav, int numsamples, espeak_EVENT *events); events are not parsed here
@@ -72,6 +73,8 @@ def _library() -> dict:
     if sample_rate <= 0:
         raise SourceUnavailable(f"espeak-ng: espeak_Initialize failed with data at {data_path}; {_FIX}")
     lib.espeak_SetSynthCallback(_CALLBACK_REF)
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
     _state.update(lib=lib, sample_rate=int(sample_rate), data_path=data_path)
     log.debug("espeak-ng initialised: %d Hz, data %s", sample_rate, data_path)
     return _state
@@ -134,3 +137,24 @@ def synthesize(text: str, *, language: str = "en", variant: str | None = None, p
     if err != _EE_OK or not chunks:
         raise SourceUnavailable(f"espeak-ng: synthesis failed (error {err}) for voice {name!r}; {_FIX}")
     return np.concatenate(chunks).astype(np.float32) / np.float32(32768.0), sample_rate
+
+
+def phonemize(text: str, language: str = "en", *, separator: str = " ") -> str:
+    """Return espeak-ng's IPA for `text` in `language` (an ISO code), clauses joined by `separator`."""
+    if not text or not text.strip():
+        raise ValueError("espeak-ng: empty text; pass at least one word to phonemize")
+    with _lock:
+        state = _library()
+        lib, data_path = state["lib"], state["data_path"]
+        if not _has_language(data_path, language):
+            raise ValueError(f"espeak-ng has no voice for language {language!r}; use en, hi, ta, ml or te")
+        if lib.espeak_SetVoiceByName(language.encode()) != _EE_OK:
+            raise ValueError(f"espeak-ng: unknown voice {language!r}; use en, hi, ta, ml or te")
+        buffer = ctypes.create_string_buffer(text.encode("utf-8"))
+        pointer = ctypes.c_char_p(ctypes.addressof(buffer))
+        clauses = []
+        while pointer.value:  # each call returns one clause and moves the pointer on (NULL at the end)
+            out = lib.espeak_TextToPhonemes(ctypes.byref(pointer), _ESPEAK_CHARS_UTF8, _PHONEMES_IPA)
+            if out:
+                clauses.append(out.decode("utf-8", errors="replace").strip())
+    return separator.join(c for c in clauses if c)

@@ -16,8 +16,11 @@ from voicelib.io import atomic_write, backup_if_exists, file_hash
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["path", "language", "label", "source", "engine", "voice", "speaker", "group", "text",
-           "duration", "sample_rate", "hash"]
+COLUMNS = ["path", "language", "label", "source", "engine", "family", "voice", "speaker", "group", "text",
+           "duration", "sample_rate", "hash", "source_path"]
+# family of engines whose rows may lack one (old manifests, folder corpora); new sources write their own
+ENGINE_FAMILIES = {"human": "human", "espeak-ng": "formant", "gtts": "online-neural", "fastspeech2-hs": "neural",
+                   "tortoise": "neural", "edge-neural": "neural"}
 SPLIT_COLUMNS = ["split", "split_reason"]
 SPLITS = ("train", "val", "test")
 LABELS = ("human", "ai")
@@ -31,6 +34,13 @@ def normalize_text(text: object) -> str:
     return " ".join(kept.split())
 
 
+def infer_family(engine: str, label: str) -> str:
+    """Family of a row that names none: `human` for human clips, else from the engine name, else `unknown`."""
+    if label == "human":
+        return "human"
+    return ENGINE_FAMILIES.get(engine, "unknown")
+
+
 def to_frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     """Return rows as a DataFrame with every manifest column (missing ones empty) and clean dtypes."""
     df = pd.DataFrame(rows).copy()
@@ -42,6 +52,8 @@ def to_frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     rate = pd.to_numeric(df["sample_rate"], errors="coerce") if "sample_rate" in df.columns else pd.Series(0, df.index)
     df["duration"] = df["duration"].astype(float)
     df["sample_rate"] = rate.fillna(0).astype(int)
+    df["family"] = [family or infer_family(engine, label)
+                    for family, engine, label in zip(df["family"], df["engine"], df["label"])]
     extra = [c for c in df.columns if c not in COLUMNS]
     return df[COLUMNS + extra].reset_index(drop=True)
 
@@ -142,17 +154,22 @@ def reason_counts(quarantined: pd.DataFrame) -> pd.Series:
 
 
 def summary(df: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
-    """Clips, speakers and minutes per group of `by` (default: split, label, source, engine, reason if present).
+    """Clips, speakers and minutes per group of `by` (default: split, label, family, source, engine, reason).
 
     Every data summary of the project (collection log, data section, model card) is built from this table.
     """
-    keys = [c for c in (by or ("split", "label", "source", "engine", "reason")) if c in df.columns]
+    keys = [c for c in (by or ("split", "label", "family", "source", "engine", "reason")) if c in df.columns]
     if df.empty:
         return pd.DataFrame(columns=keys + ["clips", "speakers", "minutes"])
     table = df.groupby(keys, dropna=False).agg(clips=("path", "size"), speakers=("speaker", "nunique"),
                                                minutes=("duration", "sum"))
     table["minutes"] = (table["minutes"] / 60.0).round(2)
     return table.reset_index()
+
+
+def by_family(df: pd.DataFrame) -> pd.DataFrame:
+    """Clips and minutes per (split,) label, family and engine: what made the data, for the report."""
+    return summary(df, by=["split", "label", "family", "engine"]).drop(columns="speakers")
 
 
 def _components(df: pd.DataFrame) -> np.ndarray:

@@ -39,14 +39,15 @@ def store_wave(path: Path, wave: np.ndarray, sr: int) -> Path:
 
 
 def make_row(path: Path, *, language: str, label: str, source: str, engine: str, voice: str = "",
-             speaker: str = "", group: str = "", text: str = "") -> dict:
+             speaker: str = "", group: str = "", text: str = "", family: str = "",
+             source_path: str = "") -> dict:
     """Describe one stored clip as a manifest row (duration, rate and hash read from the file)."""
     meta = audio.info(path)
     return {
         "path": str(Path(path).resolve()), "language": language_name(language), "label": label,
-        "source": source, "engine": engine, "voice": voice, "speaker": speaker, "group": group,
+        "source": source, "engine": engine, "family": family, "voice": voice, "speaker": speaker, "group": group,
         "text": text, "duration": round(meta.duration, 3), "sample_rate": meta.sample_rate,
-        "hash": file_hash(path),
+        "hash": file_hash(path), "source_path": source_path,
     }
 
 

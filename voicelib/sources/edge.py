@@ -16,6 +16,7 @@ from voicelib.sources.online import Pacer, PartialCollection, with_retries
 
 log = logging.getLogger(__name__)
 
+FAMILY = "online-neural"
 ENGINE = "edge-neural"
 
 
@@ -76,6 +77,6 @@ def collect(out_dir: str | Path, *, language: str, limit: int | None = None, see
             made += 1
         speaker = f"edge_{voice}"
         rows.append(make_row(path, language=language, label="ai", source="edge", engine=ENGINE,
-                             voice=voice, speaker=speaker, group=speaker, text=text))
+                             family=FAMILY, voice=voice, speaker=speaker, group=speaker, text=text))
     log.info("edge-tts %s: %d clips (%d new, %d already there)", language, len(rows), made, len(rows) - made)
     return rows

@@ -12,6 +12,7 @@ from voicelib.sources.clips import choose_texts, clip_path, make_row, pick, stor
 
 log = logging.getLogger(__name__)
 
+FAMILY = "formant"
 ENGINE = "espeak-ng"
 PITCHES = (35, 45, 50, 55, 65)
 RATES = (140, 155, 170, 185)
@@ -43,6 +44,13 @@ def collect(out_dir: str | Path, *, language: str, limit: int | None = None, see
             made += 1
         speaker = f"espeak_{code}_{variant}"
         rows.append(make_row(path, language=language, label="ai", source="espeak", engine=ENGINE,
-                             voice=voice, speaker=speaker, group=speaker, text=text))
+                             family=FAMILY, voice=voice, speaker=speaker, group=speaker, text=text))
     log.info("espeak-ng %s: %d clips (%d new, %d already there)", language, len(rows), made, len(rows) - made)
     return rows
+
+
+def available() -> tuple[bool, str]:
+    """Return (True, "") when the espeak-ng library loads, else (False, how to fix it)."""
+    if engine.is_available():
+        return True, ""
+    return False, "espeak-ng does not load; pip install --force-reinstall espeakng-loader==0.2.4"

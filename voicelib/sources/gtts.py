@@ -17,6 +17,7 @@ from voicelib.sources.online import Pacer, PartialCollection, with_retries
 
 log = logging.getLogger(__name__)
 
+FAMILY = "online-neural"
 ENGINE = "gtts"
 API_PATH = "_/TranslateWebserverUi/data/batchexecute"
 URL_ENV = "VOICELIB_GTTS_URL"  # e.g. http://127.0.0.1:8000 : a stand-in server with Google's API path
@@ -88,6 +89,6 @@ def collect(out_dir: str | Path, *, language: str, limit: int | None = None, see
             store_wave(path, wave, sr)
             made += 1
         rows.append(make_row(path, language=language, label="ai", source="gtts", engine=ENGINE,
-                             voice=voice, speaker=speaker, group=speaker, text=text))
+                             family=FAMILY, voice=voice, speaker=speaker, group=speaker, text=text))
     log.info("gTTS %s: %d clips (%d new, %d already there)", language, len(rows), made, len(rows) - made)
     return rows
