@@ -64,12 +64,14 @@ def _folders(value: list[str]) -> None:
 
 def _rules() -> dict[str, Rule]:
     """What each parameter's value must be, beyond the type its notebook declares."""
-    from voicelib.sources import HUMAN_SOURCES, TTS_ENGINES
+    from voicelib.sources import HUMAN_SOURCES, TTS_ENGINES, VOCODERS
 
     return {
         "language": Rule(choices=tuple(LANGUAGES)), "run_dir": Rule(path=True), "seed": Rule(0, 2**31 - 1),
         "data_root": Rule(path=True), "models_root": Rule(path=True), "local_dirs": Rule(path=True, check=_folders),
-        "human_sources": Rule(choices=HUMAN_SOURCES), "tts_engines": Rule(choices=TTS_ENGINES),
+        "human_sources": Rule(choices=HUMAN_SOURCES), "tts_engines": Rule(choices=("auto", *TTS_ENGINES, *VOCODERS)),
+        "vocoders_per_clip": Rule(0, 5), "max_minutes_per_engine": Rule(0.1, 10_000),
+        "max_minutes_per_family": Rule(0.1, 10_000), "workers": Rule(0, 256),
         "limit": Rule(1, 10**7), "val_fraction": Rule(0.01, 0.8), "test_fraction": Rule(0.01, 0.8),
         "test_families": Rule(), "val_families": Rule(),
         "augmentation": Rule(check=_augment_config), "augment_examples": Rule(1, 100),
