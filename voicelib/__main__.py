@@ -1,4 +1,4 @@
-"""Command line: `python -m voicelib detect PATH... --model DIR` and `python -m voicelib models list|promote|rollback`.
+"""Command line: `python -m voicelib detect PATH... --model DIR`, `models list|promote|rollback` and `serve`.
 
 Exit codes: 0 every file scored, 1 some file could not be scored (its entry says why), 2 usage or model error.
 """
@@ -49,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--device", default="cpu", help="cpu or cuda")
     det.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                      help="network runtime (auto: onnxruntime on CPU when installed)")
+    srv = sub.add_parser("serve", help="HTTP detection service with each language's current model")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--models-root", default="models", help="model store folder (default: models)")
+    srv.add_argument("--api-key-file", help="file with one API key a line (added to $VOICELIB_API_KEYS)")
+    srv.add_argument("--workers", type=int, default=2, help="scoring threads (default 2)")
+    srv.add_argument("--queue-limit", type=int, default=8, help="requests that may wait for a thread; more get 503")
+    srv.add_argument("--max-duration", type=float, default=1800.0, help="seconds of audio per request (default 1800)")
+    srv.add_argument("--max-body-mb", type=float, default=64.0, help="request body limit in MB (default 64)")
+    srv.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help="network runtime")
     models = sub.add_parser("models", help="list, promote or roll back stored models")
     models.add_argument("action", choices=["list", "promote", "rollback"])
     models.add_argument("--language", required=True, help="language whose models to manage")
@@ -120,13 +130,27 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from voicelib.serve import ServeConfig, read_api_keys, run
+
+    if args.workers < 1 or args.queue_limit < 0 or args.max_duration <= 0 or args.max_body_mb <= 0:
+        raise ValueError("--workers must be >= 1, --queue-limit >= 0, --max-duration and --max-body-mb > 0")
+    keys = read_api_keys(env=os.environ.get("VOICELIB_API_KEYS"), key_file=args.api_key_file)
+    run(ServeConfig(models_root=args.models_root, api_keys=keys, max_body_bytes=int(args.max_body_mb * 2**20),
+                    max_duration=args.max_duration, workers=args.workers, queue_limit=args.queue_limit,
+                    backend=args.backend), host=args.host, port=args.port)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return _detect(args) if args.command == "detect" else _models(args)
+        return {"detect": _detect, "serve": _serve, "models": _models}[args.command](args)
     except (VoiceLibError, ValueError, FileNotFoundError) as exc:
         sys.stderr.write(f"voicelib: error: {' '.join(str(exc).split())}\n")
         return 2

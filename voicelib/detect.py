@@ -191,6 +191,8 @@ class Detector:
 
             options = ort.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting between batches
+            options.enable_cpu_mem_arena = False  # the arena would keep the largest batch's activations for good
             with tempfile.TemporaryDirectory() as tmp:
                 path = export_onnx(self.model, Path(tmp) / "model.onnx", frames=frames)
                 self._sessions[frames] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
