@@ -25,10 +25,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from fastapi import FastAPI, File, Header, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Header, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voicelib.errors import AudioError, AudioTooLong, ModelError
 from voicelib.languages import LANGUAGE_NAMES, language_name
@@ -210,7 +211,7 @@ def explain(result: dict) -> str:
                "INCONCLUSIVE": "inconclusive (too close to the threshold to call)"}[result["classification"]]
     skipped = f", {result['skippedChunks']} silent chunks skipped" if result["skippedChunks"] else ""
     return (f"{above} of {len(chunks)} chunks score above the threshold {threshold:.2f}{skipped}, the most AI-like "
-            f"stretch being {top['start']:g}-{top['end']:g} s at {top['score']:.2f}, so the clip reads as {verdict}.")
+            f"stretch being {round(top['start'], 1):g}-{round(top['end'], 1):g} s at {top['score']:.2f}, so the clip reads as {verdict}.")
 
 
 def voice_detection_response(result: dict, language: str) -> dict:
@@ -319,8 +320,8 @@ def create_app(config: ServeConfig, *, models: Models | None = None):
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     app.state.models, app.state.pool = models, pool
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's, the multipart parser's and routing's 404/405
+    async def http_error(request: Request, exc: StarletteHTTPException):
         return _error(exc.status_code, exc.detail)
 
     @app.exception_handler(RequestValidationError)
@@ -333,9 +334,11 @@ def create_app(config: ServeConfig, *, models: Models | None = None):
         log.exception("internal error on %s %s", request.method, request.url.path)
         return _error(500, "internal error; the server log has the details")
 
-    def check_key(key: str | None) -> None:
-        if not key_ok(key, config.api_keys):
+    def check_key(x_api_key: str | None = Header(None)) -> None:  # a dependency: runs before body validation
+        if not key_ok(x_api_key, config.api_keys):
             raise HTTPException(401, "missing or invalid API key; send a valid key in the x-api-key header")
+
+    keyed = [Depends(check_key)]
 
     async def score(loaded: Loaded, data: bytes, suffix: str, chunk: float, overlap: float) -> dict:
         start = time.perf_counter()
@@ -350,9 +353,8 @@ def create_app(config: ServeConfig, *, models: Models | None = None):
                  result["classification"], time.perf_counter() - start)
         return result
 
-    @app.post("/api/voice-detection")
-    async def voice_detection(body: VoiceDetection, x_api_key: str | None = Header(None)):
-        check_key(x_api_key)
+    @app.post("/api/voice-detection", dependencies=keyed)
+    async def voice_detection(body: VoiceDetection):
         loaded = models.pick(body.language)
         fmt = body.audioFormat.strip().lower().lstrip(".")
         if fmt not in AUDIO_FORMATS:
@@ -365,11 +367,9 @@ def create_app(config: ServeConfig, *, models: Models | None = None):
         result = await score(loaded, data, fmt, DETECTION_CHUNK, DETECTION_OVERLAP)
         return voice_detection_response(result, loaded.language)
 
-    @app.post("/audio/analyze-audio")
+    @app.post("/audio/analyze-audio", dependencies=keyed)
     async def analyze_audio(file: UploadFile = File(...), chunk_duration: float = Query(5.0, ge=1.0, le=30.0),
-                            overlap: float = Query(0.5, ge=0.0, le=0.9), language: str | None = Query(None),
-                            x_api_key: str | None = Header(None)):
-        check_key(x_api_key)
+                            overlap: float = Query(0.5, ge=0.0, le=0.9), language: str | None = Query(None)):
         loaded = models.pick(language)
         suffix = Path(file.filename or "").suffix.lower().lstrip(".")
         if suffix not in AUDIO_FORMATS:
@@ -378,26 +378,23 @@ def create_app(config: ServeConfig, *, models: Models | None = None):
         data = await file.read()
         return analyze_response(await score(loaded, data, suffix, chunk_duration, overlap), loaded)
 
-    @app.get("/audio/model-status")
-    async def model_status(x_api_key: str | None = Header(None)):
-        check_key(x_api_key)
+    @app.get("/audio/model-status", dependencies=keyed)
+    async def model_status():
         current = models.by_language
         return {"model_loaded": bool(current), "languages": {lg: {"version": m.version, "loaded_at": m.loaded_at,
                                                                   "backend": m.detector.backend} for lg, m in current.items()},
                 "load_errors": models.errors, "workers": pool.workers, "in_progress": pool.busy,
                 "capacity": pool.capacity, "max_duration_s": config.max_duration, "max_body_bytes": config.max_body_bytes}
 
-    @app.get("/audio/model-info")
-    async def info(x_api_key: str | None = Header(None)):
-        check_key(x_api_key)
+    @app.get("/audio/model-info", dependencies=keyed)
+    async def info():
         current = models.by_language
         return {"model_loaded": bool(current), "languages": list(current),
                 "default_language": next(iter(current), None),
                 "models": {lg: model_info(m) for lg, m in current.items()}}
 
-    @app.post("/admin/reload")
-    async def reload(x_api_key: str | None = Header(None)):
-        check_key(x_api_key)
+    @app.post("/admin/reload", dependencies=keyed)
+    async def reload():
         outcome = await asyncio.get_running_loop().run_in_executor(None, models.reload)
         return {"status": "success" if not outcome["errors"] else "partial", **outcome}
 
@@ -417,7 +414,10 @@ def run(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000) -> No
     import torch
     import uvicorn
 
+    from voicelib.stream import fix_mmap_threshold
+
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))  # one core share per scoring thread
+    fix_mmap_threshold()  # steady memory under load (see voicelib.stream)
     app = create_app(config)
     log.info("serving %d models on http://%s:%d", len(app.state.models.by_language), host, port)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5, server_header=False)
