@@ -56,7 +56,8 @@ def test_window_cutter_gives_the_chunk_bounds_and_samples(n, block, length, hop)
     assert all(np.array_equal(seg, wave[s:e]) for s, e, seg in got) and cutter.n_samples == n
 
 
-@pytest.mark.parametrize("sr, channels, chunk, overlap", [(SR, 1, 3.0, 0.5), (44100, 1, 5.0, 0.0), (22050, 2, 3.0, 0.75)])
+@pytest.mark.parametrize("sr, channels, chunk, overlap",
+                         [(SR, 1, 3.0, 0.5), (44100, 1, 5.0, 0.0), (22050, 2, 3.0, 0.75)])
 def test_streaming_equals_the_whole_file_path_on_a_multi_chunk_file(detector, tmp_path, sr, channels, chunk, overlap):
     path = _noise_file(tmp_path / "long.flac", duration=47.3, sr=sr, channels=channels)
     whole = detector.score_file(path, chunk_duration=chunk, overlap=overlap)  # short: the batched whole-file path
@@ -102,8 +103,10 @@ def test_audio_load_too_long_message_names_options_that_exist(tmp_path):
 
 def test_cli_max_duration(tiny_model, tmp_path):
     path = _noise_file(tmp_path / "a.wav", duration=12.0, sr=SR)
-    run = lambda *extra: subprocess.run([sys.executable, "-m", "voicelib", "detect", str(path), "--model", str(tiny_model),
-                                         "--backend", "torch", *extra], capture_output=True, text=True, cwd=REPO)
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "voicelib", "detect", str(path), "--model", str(tiny_model),
+                               "--backend", "torch", *extra], capture_output=True, text=True, cwd=REPO)
+
     refused, ok = run("--max-duration", "10"), run()
     assert refused.returncode == 1 and "max_duration=10" in json.loads(refused.stdout)[0]["error"]
     assert ok.returncode == 0 and len(json.loads(ok.stdout)[0]["chunks"]) == 7
@@ -129,7 +132,8 @@ def test_ffmpeg_formats_stream_through_a_pipe(detector, tmp_path):
     m4a = tmp_path / "a.m4a"
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "aac", "-b:a", "128k", str(m4a)], check=True)
     whole, streamed = detector.score_file(m4a), detector.score_stream(m4a)
-    assert [(c["start"], c["end"]) for c in whole["chunks"]][:8] == [(c["start"], c["end"]) for c in streamed["chunks"]][:8]
+    bounds = [[(c["start"], c["end"]) for c in r["chunks"]][:8] for r in (whole, streamed)]
+    assert bounds[0] == bounds[1]
     assert abs(whole["duration"] - streamed["duration"]) < 0.1
     assert whole["aiScore"] == pytest.approx(streamed["aiScore"], abs=0.05)
     (tmp_path / "bad.m4a").write_bytes(b"\x00" * 4000)

@@ -121,7 +121,8 @@ def test_explanation_is_one_sentence_from_the_chunk_scores():
                          {"start": 3, "end": 6, "score": None, "skipped": "silent"}]}
     text = explain(result)
     assert text.startswith("1 of 2 chunks score above the threshold 0.50, 1 silent chunks skipped")
-    assert "0-3 s at 0.90" in text and "1.5-4.5 s" not in text and text.endswith("reads as AI-generated.") and text.count(". ") == 0
+    assert "0-3 s at 0.90" in text and "1.5-4.5 s" not in text
+    assert text.endswith("reads as AI-generated.") and text.count(". ") == 0
 
 
 def test_health_page_status_and_info(server):
@@ -142,7 +143,8 @@ def test_health_page_status_and_info(server):
 
 
 def test_every_protected_endpoint_refuses_missing_and_wrong_keys(server):
-    calls = [("post", "/api/voice-detection", {"json": {}}), ("post", "/audio/analyze-audio", {"files": {"file": ("a.wav", b"x")}}),
+    calls = [("post", "/api/voice-detection", {"json": {}}),
+             ("post", "/audio/analyze-audio", {"files": {"file": ("a.wav", b"x")}}),
              ("get", "/audio/model-status", {}), ("get", "/audio/model-info", {}), ("post", "/admin/reload", {})]
     for method, path, kw in calls:
         for headers in ({}, {"x-api-key": "wrong"}, {"x-api-key": KEYS[0][:-1]}):
@@ -234,7 +236,8 @@ def small_server(tmp_path_factory):
 def test_a_full_pool_answers_503(small_server):
     data = _wav(240.0)  # a few hundred ms of scoring: the requests overlap
     with ThreadPoolExecutor(6) as pool:
-        codes = sorted(r.status_code for r in pool.map(lambda _: _analyze(small_server, data, chunk_duration=3), range(6)))
+        responses = pool.map(lambda _: _analyze(small_server, data, chunk_duration=3), range(6))
+        codes = sorted(r.status_code for r in responses)
     assert codes[0] == 200 and codes[-1] == 503 and set(codes) == {200, 503}
     assert small_server.temp_leftovers() == []
 
@@ -270,7 +273,8 @@ def _browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1000,1100"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1000,1100"):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(driver_path), options=options)
 

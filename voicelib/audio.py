@@ -32,8 +32,8 @@ SAVE_FORMATS = {  # name -> (libsndfile format, default subtype)
 SILENCE_DBFS = -70.0  # a peak below this is treated as silence (16-bit dither sits near -90 dBFS)
 MONO_CHANNEL_GAP_DB = 40.0  # a channel this much quieter than the loudest is ignored in the mixdown
 _INSTALL_FFMPEG = "install ffmpeg (apt-get install ffmpeg / conda install ffmpeg) or convert to wav/flac"
-_LONG_HINT = ("score it with `python -m voicelib detect` or Detector (they stream any length; --max-duration/max_duration "
-              "set a limit), or pass audio.load(..., max_duration=None) to load it whole")
+_LONG_HINT = ("score it with `python -m voicelib detect` or Detector (they stream any length; "
+              "--max-duration/max_duration set a limit), or pass audio.load(..., max_duration=None) to load it whole")
 _TRUNCATION_MARKS = ("ended unexpectedly", "lacks an end-of-stream", "Junk after the last page")
 
 
@@ -165,7 +165,8 @@ def _ffmpeg_decode(path: Path, *, max_duration: float) -> tuple[np.ndarray, int]
     with tempfile.TemporaryDirectory(prefix="voicelib-ffmpeg-") as tmp:
         out = Path(tmp) / "decoded.wav"
         limit = ["-t", f"{max_duration + 1.0:g}"] if math.isfinite(max_duration) else []
-        cmd = [exe, "-nostdin", "-v", "error", "-y", "-i", str(path), *limit, "-vn", "-c:a", "pcm_f32le", "-f", "wav", str(out)]
+        cmd = [exe, "-nostdin", "-v", "error", "-y", "-i", str(path), *limit, "-vn", "-c:a", "pcm_f32le",
+               "-f", "wav", str(out)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except subprocess.TimeoutExpired:

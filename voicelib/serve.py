@@ -211,7 +211,8 @@ def explain(result: dict) -> str:
                "INCONCLUSIVE": "inconclusive (too close to the threshold to call)"}[result["classification"]]
     skipped = f", {result['skippedChunks']} silent chunks skipped" if result["skippedChunks"] else ""
     return (f"{above} of {len(chunks)} chunks score above the threshold {threshold:.2f}{skipped}, the most AI-like "
-            f"stretch being {round(top['start'], 1):g}-{round(top['end'], 1):g} s at {top['score']:.2f}, so the clip reads as {verdict}.")
+            f"stretch being {round(top['start'], 1):g}-{round(top['end'], 1):g} s at {top['score']:.2f}, "
+            f"so the clip reads as {verdict}.")
 
 
 def voice_detection_response(result: dict, language: str) -> dict:
@@ -234,7 +235,8 @@ def analyze_response(result: dict, loaded: Loaded) -> dict:
                            "confidence": 0.0, "class_probabilities": {}, "skipped": "silent"})
             continue
         chunks.append({"chunk_index": i, "start_time": c["start"], "end_time": c["end"],
-                       "is_ai_generated": score >= threshold, "confidence": round(classify(score, threshold, band=0)[1], 6),
+                       "is_ai_generated": score >= threshold,
+                       "confidence": round(classify(score, threshold, band=0)[1], 6),
                        "class_probabilities": {"fake": score, "real": round(1.0 - score, 6)}})
     scores = [c["score"] for c in result["chunks"] if c.get("score") is not None]
     n_ai = sum(s >= threshold for s in scores)
@@ -358,7 +360,8 @@ def create_app(config: ServeConfig, *, models: Models | None = None):
         loaded = models.pick(body.language)
         fmt = body.audioFormat.strip().lower().lstrip(".")
         if fmt not in AUDIO_FORMATS:
-            raise HTTPException(400, f"unsupported audioFormat {body.audioFormat[:20]!r}; use one of {', '.join(AUDIO_FORMATS)}")
+            raise HTTPException(400, f"unsupported audioFormat {body.audioFormat[:20]!r}; "
+                                     f"use one of {', '.join(AUDIO_FORMATS)}")
         text = body.audioBase64.split(",", 1)[1] if body.audioBase64.startswith("data:") else body.audioBase64
         try:
             data = base64.b64decode("".join(text.split()), validate=True)
@@ -381,10 +384,11 @@ def create_app(config: ServeConfig, *, models: Models | None = None):
     @app.get("/audio/model-status", dependencies=keyed)
     async def model_status():
         current = models.by_language
-        return {"model_loaded": bool(current), "languages": {lg: {"version": m.version, "loaded_at": m.loaded_at,
-                                                                  "backend": m.detector.backend} for lg, m in current.items()},
-                "load_errors": models.errors, "workers": pool.workers, "in_progress": pool.busy,
-                "capacity": pool.capacity, "max_duration_s": config.max_duration, "max_body_bytes": config.max_body_bytes}
+        languages = {lg: {"version": m.version, "loaded_at": m.loaded_at, "backend": m.detector.backend}
+                     for lg, m in current.items()}
+        return {"model_loaded": bool(current), "languages": languages, "load_errors": models.errors,
+                "workers": pool.workers, "in_progress": pool.busy, "capacity": pool.capacity,
+                "max_duration_s": config.max_duration, "max_body_bytes": config.max_body_bytes}
 
     @app.get("/audio/model-info", dependencies=keyed)
     async def info():
