@@ -18,7 +18,8 @@ from test_detect import save_tiny_model
 
 from voicelib import store
 from voicelib.detect import Detector
-from voicelib.serve import explain, key_ok, read_api_keys
+from voicelib.serve import key_ok, read_api_keys
+from voicelib.serve_shapes import explain
 
 SR = 16000
 KEYS = ("key-one-0123456789", "key-two-abcdefghij")
@@ -327,3 +328,14 @@ def test_the_page_scores_an_upload_in_headless_chromium(server, speech_file, tmp
         assert "401" in browser.find_element(By.ID, "error").text
     finally:
         browser.quit()
+
+
+def test_a_server_without_models_starts_and_answers_503(tmp_path):
+    srv = Server(tmp_path / "empty", tmp_path / "tmp")
+    try:
+        assert httpx.get(srv.url + "/health").json()["models_loaded"] == 0
+        _error(_analyze(srv, _wav(1.0)), 503, "no model is loaded")
+        status = httpx.get(srv.url + "/audio/model-status", headers={"x-api-key": KEYS[0]}).json()
+        assert status["model_loaded"] is False and status["languages"] == {}
+    finally:
+        srv.stop()

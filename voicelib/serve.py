@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from fastapi import Depends, FastAPI, File, Header, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Header, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voicelib.errors import AudioError, AudioTooLong, ModelError
 from voicelib.languages import LANGUAGE_NAMES, language_name
+from voicelib.serve_shapes import analyze_response, model_info, voice_detection_response
 
 log = logging.getLogger(__name__)
 
@@ -201,69 +202,6 @@ def score_bytes(loaded: Loaded, data: bytes, suffix: str, *, chunk_duration: flo
     return result
 
 
-def explain(result: dict) -> str:
-    """One sentence that reads the verdict off the per-chunk scores."""
-    chunks = [c for c in result["chunks"] if c.get("score") is not None]
-    threshold = result["threshold"]
-    above = sum(c["score"] >= threshold for c in chunks)
-    top = max(chunks, key=lambda c: c["score"])
-    verdict = {"AI_GENERATED": "AI-generated", "HUMAN": "human",
-               "INCONCLUSIVE": "inconclusive (too close to the threshold to call)"}[result["classification"]]
-    skipped = f", {result['skippedChunks']} silent chunks skipped" if result["skippedChunks"] else ""
-    return (f"{above} of {len(chunks)} chunks score above the threshold {threshold:.2f}{skipped}, the most AI-like "
-            f"stretch being {round(top['start'], 1):g}-{round(top['end'], 1):g} s at {top['score']:.2f}, "
-            f"so the clip reads as {verdict}.")
-
-
-def voice_detection_response(result: dict, language: str) -> dict:
-    """voice-ai-detection's response shape."""
-    return {"status": "success", "language": language.title(), "classification": result["classification"],
-            "aiScore": result["aiScore"], "confidenceScore": result["confidence"],
-            "languageDistribution": result["languageDistribution"], "multiSpeakerScore": result["multiSpeakerScore"],
-            "explanation": explain(result)}
-
-
-def analyze_response(result: dict, loaded: Loaded) -> dict:
-    """fAIk-Backend's response shape, with the detector's summary under `summary`."""
-    from voicelib.detect import AI, classify
-
-    threshold, chunks = result["threshold"], []
-    for i, c in enumerate(result["chunks"]):
-        score = c.get("score")
-        if score is None:
-            chunks.append({"chunk_index": i, "start_time": c["start"], "end_time": c["end"], "is_ai_generated": False,
-                           "confidence": 0.0, "class_probabilities": {}, "skipped": "silent"})
-            continue
-        chunks.append({"chunk_index": i, "start_time": c["start"], "end_time": c["end"],
-                       "is_ai_generated": score >= threshold,
-                       "confidence": round(classify(score, threshold, band=0)[1], 6),
-                       "class_probabilities": {"fake": score, "real": round(1.0 - score, 6)}})
-    scores = [c["score"] for c in result["chunks"] if c.get("score") is not None]
-    n_ai = sum(s >= threshold for s in scores)
-    summary = {"classification": result["classification"], "ai_score": result["aiScore"], "threshold": threshold,
-               "ai_chunks": n_ai, "human_chunks": len(scores) - n_ai, "skipped_chunks": result["skippedChunks"],
-               "ai_chunk_ratio": round(n_ai / len(scores), 6), "mean_chunk_score": round(sum(scores) / len(scores), 6),
-               "max_chunk_score": max(scores), "duration": result["duration"], "language": loaded.language,
-               "model_version": loaded.version, "language_distribution": result["languageDistribution"],
-               "multi_speaker_score": result["multiSpeakerScore"], "explanation": explain(result)}
-    return {"is_deepfake": result["classification"] == AI, "overall_confidence": result["confidence"],
-            "model_loaded": True, "total_chunks": len(chunks), "chunks": chunks, "summary": summary}
-
-
-def model_info(loaded: Loaded) -> dict:
-    """What one loaded model is: version, labels, threshold, training data and test metrics from its directory."""
-    det, meta = loaded.detector, loaded.detector.meta
-    metrics = meta.get("metrics") or {}
-    return {"version": loaded.version, "loaded_at": loaded.loaded_at, "labels": meta.get("labels", ["human", "ai"]),
-            "class_mapping": {"0": "HUMAN", "1": "AI_GENERATED"}, "positive_label": meta.get("positive_label", "ai"),
-            "threshold": round(det.threshold, 6), "inconclusive_band": det.band, "sample_rate": det.sample_rate,
-            "segment_seconds": meta.get("segment_seconds"), "language_head": det.languages,
-            "language_head_active": bool(meta.get("language_head_active", True)), "backend": det.backend,
-            "created": meta.get("created"), "training_data": meta.get("data"),
-            "validation_metrics": {k: v for k, v in metrics.items() if k != "test"} or None,
-            "test_metrics": metrics.get("test")}
-
-
 def page_html() -> str:
     """The self-contained page served at GET / (package data voicelib/web/index.html)."""
     return resources.files("voicelib").joinpath("web/index.html").read_text(encoding="utf-8")
@@ -308,7 +246,125 @@ class BodyLimit:
         return await self.app(scope, limited, send)
 
 
-def create_app(config: ServeConfig, *, models: Models | None = None):
+router = APIRouter()
+
+
+def _state(request: Request) -> tuple[ServeConfig, Models, Pool]:
+    return request.app.state.config, request.app.state.models, request.app.state.pool
+
+
+def check_key(request: Request, x_api_key: str | None = Header(None)) -> None:
+    """Dependency of the keyed routes (it runs before body validation): 401 without a configured key."""
+    if not key_ok(x_api_key, request.app.state.config.api_keys):
+        raise HTTPException(401, "missing or invalid API key; send a valid key in the x-api-key header")
+
+
+KEYED = [Depends(check_key)]
+
+
+async def _score(request: Request, loaded: Loaded, data: bytes, suffix: str, chunk: float, overlap: float) -> dict:
+    """Score an upload on the pool; 400 for unusable audio, 413 over the duration limit."""
+    config, _, pool = _state(request)
+    start = time.perf_counter()
+    try:
+        result = await pool.run(functools.partial(score_bytes, loaded, data, suffix, chunk_duration=chunk,
+                                                  overlap=overlap, max_duration=config.max_duration))
+    except AudioTooLong as exc:
+        raise HTTPException(413, exc.reason) from None
+    except AudioError as exc:
+        raise HTTPException(400, exc.reason) from None
+    log.info("scored %.1f s of %s audio (%s) in %.2f s", result["duration"], loaded.language,
+             result["classification"], time.perf_counter() - start)
+    return result
+
+
+@router.post("/api/voice-detection", dependencies=KEYED)
+async def voice_detection(request: Request, body: VoiceDetection):
+    """voice-ai-detection's endpoint: base64 audio in JSON."""
+    loaded = request.app.state.models.pick(body.language)
+    fmt = body.audioFormat.strip().lower().lstrip(".")
+    if fmt not in AUDIO_FORMATS:
+        raise HTTPException(400, f"unsupported audioFormat {body.audioFormat[:20]!r}; "
+                                 f"use one of {', '.join(AUDIO_FORMATS)}")
+    text = body.audioBase64.split(",", 1)[1] if body.audioBase64.startswith("data:") else body.audioBase64
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(400, "audioBase64 is not valid base64; encode the file's bytes with base64") from None
+    result = await _score(request, loaded, data, fmt, DETECTION_CHUNK, DETECTION_OVERLAP)
+    return voice_detection_response(result, loaded.language)
+
+
+@router.post("/audio/analyze-audio", dependencies=KEYED)
+async def analyze_audio(request: Request, file: UploadFile = File(...),
+                        chunk_duration: float = Query(5.0, ge=1.0, le=30.0),
+                        overlap: float = Query(0.5, ge=0.0, le=0.9), language: str | None = Query(None)):
+    """fAIk-Backend's endpoint: a multipart upload scored chunk by chunk."""
+    loaded = request.app.state.models.pick(language)
+    suffix = Path(file.filename or "").suffix.lower().lstrip(".")
+    if suffix not in AUDIO_FORMATS:
+        raise HTTPException(400, f"unsupported file type {suffix or '(no extension)'!r}; "
+                                 f"upload one of {', '.join(AUDIO_FORMATS)}")
+    result = await _score(request, loaded, await file.read(), suffix, chunk_duration, overlap)
+    return analyze_response(result, loaded)
+
+
+@router.get("/audio/model-status", dependencies=KEYED)
+async def model_status(request: Request):
+    """Which versions are loaded, the pool and the limits."""
+    config, models, pool = _state(request)
+    current = models.by_language
+    languages = {lg: {"version": m.version, "loaded_at": m.loaded_at, "backend": m.detector.backend}
+                 for lg, m in current.items()}
+    return {"model_loaded": bool(current), "languages": languages, "load_errors": models.errors,
+            "workers": pool.workers, "in_progress": pool.busy, "capacity": pool.capacity,
+            "max_duration_s": config.max_duration, "max_body_bytes": config.max_body_bytes}
+
+
+@router.get("/audio/model-info", dependencies=KEYED)
+async def info(request: Request):
+    """What each loaded model is (from its config.json and metrics.json)."""
+    current = request.app.state.models.by_language
+    return {"model_loaded": bool(current), "languages": list(current), "default_language": next(iter(current), None),
+            "models": {lg: model_info(m) for lg, m in current.items()}}
+
+
+@router.post("/admin/reload", dependencies=KEYED)
+async def reload(request: Request):
+    """Load newly promoted models and swap them in."""
+    outcome = await asyncio.get_running_loop().run_in_executor(None, request.app.state.models.reload)
+    return {"status": "success" if not outcome["errors"] else "partial", **outcome}
+
+
+@router.get("/health")
+async def health(request: Request):
+    """Liveness, the number of loaded models and whether a key is needed (the page asks)."""
+    config, models, _ = _state(request)
+    return {"status": "ok", "models_loaded": len(models.by_language), "auth_required": bool(config.api_keys)}
+
+
+@router.get("/", response_class=HTMLResponse)
+async def page():
+    """The page to try the service."""
+    return HTMLResponse(page_html())
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return _error(exc.status_code, exc.detail)
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming the fields; never echoes the input (it may be audio)."""
+    parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
+    return _error(422, "; ".join(parts) or "invalid request")
+
+
+async def _crashed(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("internal error on %s %s", request.method, request.url.path)
+    return _error(500, "internal error; the server log has the details")
+
+
+def create_app(config: ServeConfig, *, models: Models | None = None) -> FastAPI:
     """The FastAPI application for `config` (loads the models unless given)."""
     import voicelib
 
@@ -317,99 +373,14 @@ def create_app(config: ServeConfig, *, models: Models | None = None):
         models.reload()
     if not config.api_keys:
         log.warning("no API keys configured (VOICELIB_API_KEYS / --api-key-file): every caller is accepted")
-    pool = Pool(config.workers, config.queue_limit)
     app = FastAPI(title="voicelib detection service", version=voicelib.__version__, docs_url="/docs", redoc_url=None)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
-    app.state.models, app.state.pool = models, pool
-
-    @app.exception_handler(StarletteHTTPException)  # FastAPI's, the multipart parser's and routing's 404/405
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, exc.detail)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):  # never echo the input (it may be audio)
-        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
-        return _error(422, "; ".join(parts) or "invalid request")
-
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception):
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        return _error(500, "internal error; the server log has the details")
-
-    def check_key(x_api_key: str | None = Header(None)) -> None:  # a dependency: runs before body validation
-        if not key_ok(x_api_key, config.api_keys):
-            raise HTTPException(401, "missing or invalid API key; send a valid key in the x-api-key header")
-
-    keyed = [Depends(check_key)]
-
-    async def score(loaded: Loaded, data: bytes, suffix: str, chunk: float, overlap: float) -> dict:
-        start = time.perf_counter()
-        try:
-            result = await pool.run(functools.partial(score_bytes, loaded, data, suffix, chunk_duration=chunk,
-                                                      overlap=overlap, max_duration=config.max_duration))
-        except AudioTooLong as exc:
-            raise HTTPException(413, exc.reason) from None
-        except AudioError as exc:
-            raise HTTPException(400, exc.reason) from None
-        log.info("scored %.1f s of %s audio (%s) in %.2f s", result["duration"], loaded.language,
-                 result["classification"], time.perf_counter() - start)
-        return result
-
-    @app.post("/api/voice-detection", dependencies=keyed)
-    async def voice_detection(body: VoiceDetection):
-        loaded = models.pick(body.language)
-        fmt = body.audioFormat.strip().lower().lstrip(".")
-        if fmt not in AUDIO_FORMATS:
-            raise HTTPException(400, f"unsupported audioFormat {body.audioFormat[:20]!r}; "
-                                     f"use one of {', '.join(AUDIO_FORMATS)}")
-        text = body.audioBase64.split(",", 1)[1] if body.audioBase64.startswith("data:") else body.audioBase64
-        try:
-            data = base64.b64decode("".join(text.split()), validate=True)
-        except (binascii.Error, ValueError):
-            raise HTTPException(400, "audioBase64 is not valid base64; encode the file's bytes with base64") from None
-        result = await score(loaded, data, fmt, DETECTION_CHUNK, DETECTION_OVERLAP)
-        return voice_detection_response(result, loaded.language)
-
-    @app.post("/audio/analyze-audio", dependencies=keyed)
-    async def analyze_audio(file: UploadFile = File(...), chunk_duration: float = Query(5.0, ge=1.0, le=30.0),
-                            overlap: float = Query(0.5, ge=0.0, le=0.9), language: str | None = Query(None)):
-        loaded = models.pick(language)
-        suffix = Path(file.filename or "").suffix.lower().lstrip(".")
-        if suffix not in AUDIO_FORMATS:
-            raise HTTPException(400, f"unsupported file type {suffix or '(no extension)'!r}; "
-                                     f"upload one of {', '.join(AUDIO_FORMATS)}")
-        data = await file.read()
-        return analyze_response(await score(loaded, data, suffix, chunk_duration, overlap), loaded)
-
-    @app.get("/audio/model-status", dependencies=keyed)
-    async def model_status():
-        current = models.by_language
-        languages = {lg: {"version": m.version, "loaded_at": m.loaded_at, "backend": m.detector.backend}
-                     for lg, m in current.items()}
-        return {"model_loaded": bool(current), "languages": languages, "load_errors": models.errors,
-                "workers": pool.workers, "in_progress": pool.busy, "capacity": pool.capacity,
-                "max_duration_s": config.max_duration, "max_body_bytes": config.max_body_bytes}
-
-    @app.get("/audio/model-info", dependencies=keyed)
-    async def info():
-        current = models.by_language
-        return {"model_loaded": bool(current), "languages": list(current),
-                "default_language": next(iter(current), None),
-                "models": {lg: model_info(m) for lg, m in current.items()}}
-
-    @app.post("/admin/reload", dependencies=keyed)
-    async def reload():
-        outcome = await asyncio.get_running_loop().run_in_executor(None, models.reload)
-        return {"status": "success" if not outcome["errors"] else "partial", **outcome}
-
-    @app.get("/health")
-    async def health():
-        return {"status": "ok", "models_loaded": len(models.by_language), "auth_required": bool(config.api_keys)}
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page():
-        return HTMLResponse(page_html())
-
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # FastAPI's, multipart's, routing's 404/405
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(Exception, _crashed)
+    app.state.config, app.state.models = config, models
+    app.state.pool = Pool(config.workers, config.queue_limit)
+    app.include_router(router)
     return app
 
 

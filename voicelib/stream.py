@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_DURATION = 0.2  # seconds; the whole-file loader refuses shorter files too
-STREAM_BATCH = 24  # windows per forward pass: a batch's activations set the peak memory (16: -15 MB, 32: +15 MB, faster)
+STREAM_BATCH = 24  # windows per forward pass: a batch's activations set the peak (16: -15 MB, 32: +15 MB)
 
 
 def fix_mmap_threshold(threshold: int = 256 * 1024) -> bool:
