@@ -1,4 +1,4 @@
-"""Command line: `python -m voicelib detect PATH... --model DIR`, `models list|promote|rollback` and `engines`.
+"""Command line: `python -m voicelib detect PATH... --model DIR`, `models list|promote|rollback`, `engines`, `serve`.
 
 Exit codes: 0 every file scored, 1 some file could not be scored (its entry says why), 2 usage or model error.
 """
@@ -44,9 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--chunk-duration", type=float, default=3.0, help="window length in seconds (default 3)")
     det.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
     det.add_argument("--band", type=float, default=None, help="inconclusive half-width around the threshold (default 0.1)")
+    det.add_argument("--max-duration", type=float, default=None, metavar="SECONDS",
+                     help="refuse files longer than this (default: any length; long files are streamed)")
     det.add_argument("--device", default="cpu", help="cpu or cuda")
     det.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                      help="network runtime (auto: onnxruntime on CPU when installed)")
+    srv = sub.add_parser("serve", help="HTTP detection service with each language's current model")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--models-root", default="models", help="model store folder (default: models)")
+    srv.add_argument("--api-key-file", help="file with one API key a line (added to $VOICELIB_API_KEYS)")
+    srv.add_argument("--workers", type=int, default=2, help="scoring threads (default 2)")
+    srv.add_argument("--queue-limit", type=int, default=8, help="requests that may wait for a thread; more get 503")
+    srv.add_argument("--max-duration", type=float, default=1800.0, help="seconds of audio per request (default 1800)")
+    srv.add_argument("--max-body-mb", type=float, default=64.0, help="request body limit in MB (default 64)")
+    srv.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help="network runtime")
     models = sub.add_parser("models", help="list, promote or roll back stored models")
     models.add_argument("action", choices=["list", "promote", "rollback"])
     models.add_argument("--language", required=True, help="language whose models to manage")
@@ -88,8 +100,11 @@ def _detect(args: argparse.Namespace) -> int:
 
     if args.chunk_duration <= 0 or not 0.0 <= args.overlap < 1.0:
         raise ValueError("--chunk-duration must be > 0 and --overlap in [0, 1)")
+    if args.max_duration is not None and args.max_duration <= 0:
+        raise ValueError("--max-duration must be a positive number of seconds (leave it out for any length)")
     detector = Detector.load(args.model, language=args.language, models_root=args.models_root, device=args.device,
-                             band=DEFAULT_BAND if args.band is None else args.band, backend=args.backend)
+                             band=DEFAULT_BAND if args.band is None else args.band, backend=args.backend,
+                             max_duration=args.max_duration)
     results, n_failed = detect_paths(args.paths, detector, chunk_duration=args.chunk_duration, overlap=args.overlap)
     sys.stdout.write(format_results(results, args.format))
     for r in results:
@@ -135,13 +150,27 @@ def _engines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from voicelib.serve import ServeConfig, read_api_keys, run
+
+    if args.workers < 1 or args.queue_limit < 0 or args.max_duration <= 0 or args.max_body_mb <= 0:
+        raise ValueError("--workers must be >= 1, --queue-limit >= 0, --max-duration and --max-body-mb > 0")
+    keys = read_api_keys(env=os.environ.get("VOICELIB_API_KEYS"), key_file=args.api_key_file)
+    run(ServeConfig(models_root=args.models_root, api_keys=keys, max_body_bytes=int(args.max_body_mb * 2**20),
+                    max_duration=args.max_duration, workers=args.workers, queue_limit=args.queue_limit,
+                    backend=args.backend), host=args.host, port=args.port)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"detect": _detect, "models": _models, "engines": _engines}[args.command](args)
+        return {"detect": _detect, "serve": _serve, "models": _models, "engines": _engines}[args.command](args)
     except (VoiceLibError, ValueError, FileNotFoundError) as exc:
         sys.stderr.write(f"voicelib: error: {' '.join(str(exc).split())}\n")
         return 2

@@ -4,18 +4,20 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from voicelib.errors import AudioError
+from voicelib.errors import AudioError, AudioTooLong
 from voicelib.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ SAVE_FORMATS = {  # name -> (libsndfile format, default subtype)
 SILENCE_DBFS = -70.0  # a peak below this is treated as silence (16-bit dither sits near -90 dBFS)
 MONO_CHANNEL_GAP_DB = 40.0  # a channel this much quieter than the loudest is ignored in the mixdown
 _INSTALL_FFMPEG = "install ffmpeg (apt-get install ffmpeg / conda install ffmpeg) or convert to wav/flac"
+_LONG_HINT = ("score it with `python -m voicelib detect` or Detector (they stream any length; "
+              "--max-duration/max_duration set a limit), or pass audio.load(..., max_duration=None) to load it whole")
 _TRUNCATION_MARKS = ("ended unexpectedly", "lacks an end-of-stream", "Junk after the last page")
 
 
@@ -80,9 +84,13 @@ def info(path: str | os.PathLike) -> AudioInfo:
 
 
 def load(path: str | os.PathLike, *, sr: int | None = 16000, trim: bool = False, normalize: bool = False,
-         min_duration: float = 0.2, max_duration: float = 1800.0, allow_silent: bool = False) -> np.ndarray:
-    """Decode a speech file to float32 mono at `sr` (None keeps the file's rate); bad input raises AudioError."""
+         min_duration: float = 0.2, max_duration: float | None = 1800.0, allow_silent: bool = False) -> np.ndarray:
+    """Decode a speech file to float32 mono at `sr` (None keeps the file's rate); bad input raises AudioError.
+
+    max_duration=None loads any length whole; to score long files in bounded memory use `stream_blocks`.
+    """
     path = _check_path(path)
+    max_duration = math.inf if max_duration is None else max_duration
     if path.suffix.lower() in FFMPEG_EXTENSIONS:
         data, native_sr = _ffmpeg_decode(path, max_duration=max_duration)
     else:
@@ -103,8 +111,7 @@ def load(path: str | os.PathLike, *, sr: int | None = 16000, trim: bool = False,
 
 def _too_long(path: Path, duration: float, max_duration: float) -> AudioError:
     """Build the error for a file over `max_duration`."""
-    return AudioError(path, f"{duration:.1f} s long, longer than max_duration={max_duration:g} s; "
-                            "cut it into shorter files or raise max_duration")
+    return AudioTooLong(path, f"{duration:.1f} s long, longer than max_duration={max_duration:g} s; {_LONG_HINT}")
 
 
 def _sf_decode(path: Path, *, max_duration: float) -> tuple[np.ndarray, int]:
@@ -157,8 +164,9 @@ def _ffmpeg_decode(path: Path, *, max_duration: float) -> tuple[np.ndarray, int]
     exe = _ffmpeg(path)
     with tempfile.TemporaryDirectory(prefix="voicelib-ffmpeg-") as tmp:
         out = Path(tmp) / "decoded.wav"
-        cmd = [exe, "-nostdin", "-v", "error", "-y", "-i", str(path), "-t", f"{max_duration + 1.0:g}",
-               "-vn", "-c:a", "pcm_f32le", "-f", "wav", str(out)]
+        limit = ["-t", f"{max_duration + 1.0:g}"] if math.isfinite(max_duration) else []
+        cmd = [exe, "-nostdin", "-v", "error", "-y", "-i", str(path), *limit, "-vn", "-c:a", "pcm_f32le",
+               "-f", "wav", str(out)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except subprocess.TimeoutExpired:
@@ -170,6 +178,73 @@ def _ffmpeg_decode(path: Path, *, max_duration: float) -> tuple[np.ndarray, int]
     if len(data) / rate > max_duration:
         raise _too_long(path, len(data) / rate, max_duration)
     return data, rate
+
+
+def stream_blocks(path: str | os.PathLike, *, sr: int = 16000, block_seconds: float = 20.0,
+                  max_duration: float | None = None) -> Iterator[np.ndarray]:
+    """Yield a file as float32 mono blocks at `sr`, decoding (and resampling) one block at a time."""
+    path = _check_path(path)
+    limit = math.inf if max_duration is None else float(max_duration)
+    if path.suffix.lower() in FFMPEG_EXTENSIONS:
+        yield from _ffmpeg_blocks(path, sr=sr, block=max(int(block_seconds * sr), 1), limit=limit)
+        return
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(path, _sf_reason(exc)) from None
+    with handle:
+        rate, frames = int(handle.samplerate), int(handle.frames)
+        if frames > 0 and frames / rate > limit:
+            raise _too_long(path, frames / rate, limit)
+        report = handle.extra_info if handle.format in ("WAV", "OGG") else ""
+        resampler = soxr.ResampleStream(rate, sr, 1, dtype="float32", quality="HQ") if rate != sr else None
+        block, decoded, last = max(int(block_seconds * rate), 1), 0, False
+        while not last:
+            try:
+                data = handle.read(block, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioError(path, _sf_reason(exc)) from None
+            last, decoded = len(data) < block, decoded + len(data)
+            if decoded / rate > limit:
+                raise _too_long(path, decoded / rate, limit)
+            wave = to_mono(data) if len(data) else np.zeros(0, np.float32)
+            wave = resampler.resample_chunk(wave, last=last) if resampler is not None else wave
+            if not np.isfinite(wave).all():
+                raise AudioError(path, "contains NaN or infinite samples; re-export the file from its source")
+            if wave.size:
+                yield wave
+    _check_truncation(path, report, frames, decoded)
+
+
+def _ffmpeg_blocks(path: Path, *, sr: int, block: int, limit: float) -> Iterator[np.ndarray]:
+    """Yield blocks of float32 mono at `sr` read from an `ffmpeg ... -f f32le -` pipe."""
+    cmd = [_ffmpeg(path), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-f", "f32le", "-ac", "1",
+           "-ar", str(sr), "-"]
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty ffmpeg cannot block on stderr
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL)
+        decoded = 0
+        try:
+            while data := proc.stdout.read(4 * block):
+                wave = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4")
+                decoded += wave.size
+                if decoded / sr > limit:
+                    raise _too_long(path, decoded / sr, limit)
+                if not np.isfinite(wave).all():
+                    raise AudioError(path, "contains NaN or infinite samples; re-export the file from its source")
+                yield wave
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        errors.seek(0)
+        detail = " ".join(errors.read().decode("utf-8", "replace").split())[:200]
+    if code != 0:
+        raise AudioError(path, f"ffmpeg cannot decode it ({detail or f'exit code {code}'}); "
+                               "check it is really audio or convert it to wav/flac")
+    if decoded == 0:
+        raise AudioError(path, "no audio samples in the file; re-record or re-export it")
 
 
 def _ffprobe_info(path: Path) -> AudioInfo:
@@ -330,8 +405,7 @@ def check_wave(wave: np.ndarray, sr: int, *, name: object = "<array>", min_durat
         raise AudioError(name, f"{duration:.2f} s long, shorter than min_duration={min_duration:g} s; "
                                "use a longer clip or lower min_duration")
     if max_duration is not None and duration > max_duration:
-        raise AudioError(name, f"{duration:.1f} s long, longer than max_duration={max_duration:g} s; "
-                               "cut it into shorter files or raise max_duration")
+        raise AudioTooLong(name, f"{duration:.1f} s long, longer than max_duration={max_duration:g} s; {_LONG_HINT}")
     peak = float(np.max(np.abs(wave))) if len(wave) else 0.0
     if not allow_silent and peak < 10.0 ** (silence_dbfs / 20.0):
         level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all zero"

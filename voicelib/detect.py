@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 HUMAN, AI, INCONCLUSIVE = "HUMAN", "AI_GENERATED", "INCONCLUSIVE"
 DEFAULT_BAND = 0.1  # probabilities within +-0.1 of the threshold probability are inconclusive
 SILENCE_DBFS = -60.0  # chunks with an RMS level below this are skipped as silent
+STREAM_ABOVE = 300.0  # seconds: longer files are streamed (bounded memory) instead of decoded whole
 
 
 def chunk_bounds(n_samples: int, sr: int, *, chunk_duration: float = 3.0, overlap: float = 0.5) -> list[tuple[int, int]]:
@@ -132,16 +133,21 @@ class Detector:
     batch_size: int = 64
     backend: str = "torch"  # "torch", or "onnx" (onnxruntime on CPU: about twice as fast)
     languages: list[str] = field(default_factory=lambda: list(LANGUAGE_NAMES))
+    max_duration: float | None = None  # seconds; longer files are refused (None: any length)
+    stream_above: float = STREAM_ABOVE  # files longer than this (seconds) are decoded block by block
     _sessions: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike | None = None, *, language: str | None = None,
              models_root: str | os.PathLike = "models", device: str = "cpu", band: float = DEFAULT_BAND,
-             backend: str = "auto") -> "Detector":
+             backend: str = "auto", max_duration: float | None = None) -> "Detector":
         """Load a model directory (or the current model of `language` in the store); ModelError when unusable.
 
-        backend "auto" runs the network in onnxruntime on CPU when it is installed, else in torch.
+        backend "auto" runs the network in onnxruntime on CPU when it is installed, else in torch;
+        max_duration (seconds) refuses longer files, None scores any length.
         """
+        if max_duration is not None and max_duration <= 0:
+            raise ValueError(f"max_duration must be positive seconds or None, got {max_duration}")
         import torch
 
         from voicelib import store
@@ -172,7 +178,7 @@ class Detector:
         threshold = float(apply_platt(raw_threshold, a, b)) if meta.get("threshold_scale", "logit") == "logit" else raw_threshold
         return cls(model=inference_copy(model), features=LogMel(cfg).to(device).eval(), meta=dict(meta, model_dir=str(model_dir)),
                    threshold=threshold, calibration=(a, b), sample_rate=int(cfg.sample_rate), device=device, band=band,
-                   backend=_pick_backend(backend, device))
+                   backend=_pick_backend(backend, device), max_duration=max_duration)
 
     def _session(self, frames: int):
         """An onnxruntime session for inputs of `frames` frames (exported once per chunk length)."""
@@ -186,6 +192,8 @@ class Detector:
 
             options = ort.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting between batches
+            options.enable_cpu_mem_arena = False  # the arena would keep the largest batch's activations for good
             with tempfile.TemporaryDirectory() as tmp:
                 path = export_onnx(self.model, Path(tmp) / "model.onnx", frames=frames)
                 self._sessions[frames] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -303,7 +311,10 @@ class Detector:
         waves, names, slots, results = [], [], [], [None] * len(paths)
         for i, path in enumerate(paths):
             try:
-                waves.append(audio.load(path, sr=self.sample_rate))
+                if self._streams(path):
+                    results[i] = self.score_stream(path, chunk_duration=chunk_duration, overlap=overlap)
+                    continue
+                waves.append(audio.load(path, sr=self.sample_rate, max_duration=self.max_duration))
                 names.append(str(path))
                 slots.append(i)
             except AudioError as exc:
@@ -316,6 +327,31 @@ class Detector:
     def score_file(self, path: str | os.PathLike, *, chunk_duration: float = 3.0, overlap: float = 0.5) -> dict:
         """Score one file; returns an error entry (not an exception) when the file is unusable."""
         return self.score_files([path], chunk_duration=chunk_duration, overlap=overlap)[0]
+
+    def score_stream(self, path: str | os.PathLike, *, chunk_duration: float = 3.0, overlap: float = 0.5) -> dict:
+        """Score one file of any length in bounded memory (block by block); raises AudioError when unusable."""
+        from voicelib.stream import score_stream
+
+        return score_stream(self, path, chunk_duration=chunk_duration, overlap=overlap)
+
+    def score_path(self, path: str | os.PathLike, *, chunk_duration: float = 3.0, overlap: float = 0.5) -> dict:
+        """Score one file, streamed when long; raises AudioError (AudioTooLong over max_duration) when unusable."""
+        from voicelib import audio
+
+        if self._streams(path):
+            return self.score_stream(path, chunk_duration=chunk_duration, overlap=overlap)
+        wave = audio.load(path, sr=self.sample_rate, max_duration=self.max_duration)
+        return self.score_array(wave, self.sample_rate, chunk_duration=chunk_duration, overlap=overlap, name=str(path))
+
+    def _streams(self, path: str | os.PathLike) -> bool:
+        """Whether a file is long enough (by its header) to be streamed; unreadable headers go the whole-file way."""
+        from voicelib import audio
+
+        try:
+            duration = audio.info(path).duration
+        except AudioError:
+            return False
+        return duration > self.stream_above or (self.max_duration is not None and duration > self.max_duration)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[dict]]:

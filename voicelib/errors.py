@@ -15,6 +15,10 @@ class AudioError(VoiceLibError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class AudioTooLong(AudioError):
+    """An audio file is longer than the duration limit in force."""
+
+
 class DataError(VoiceLibError):
     """A manifest or data directory is unusable (missing class, leakage, bad columns)."""
 
