@@ -135,6 +135,7 @@ class Detector:
     languages: list[str] = field(default_factory=lambda: list(LANGUAGE_NAMES))
     max_duration: float | None = None  # seconds; longer files are refused (None: any length)
     stream_above: float = STREAM_ABOVE  # files longer than this (seconds) are decoded block by block
+    preprocess: object = None  # the model's PreprocessConfig: waves are prepared exactly as in training
     _sessions: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -151,7 +152,7 @@ class Detector:
         import torch
 
         from voicelib import store
-        from voicelib.features import LogMel
+        from voicelib.features import frontend
         from voicelib.model import load_model
 
         if (model_dir is None) == (language is None):
@@ -176,9 +177,21 @@ class Detector:
         a, b = _calibration(meta)
         raw_threshold = float(meta.get("threshold", 0.0))
         threshold = float(apply_platt(raw_threshold, a, b)) if meta.get("threshold_scale", "logit") == "logit" else raw_threshold
-        return cls(model=inference_copy(model), features=LogMel(cfg).to(device).eval(), meta=dict(meta, model_dir=str(model_dir)),
-                   threshold=threshold, calibration=(a, b), sample_rate=int(cfg.sample_rate), device=device, band=band,
-                   backend=_pick_backend(backend, device), max_duration=max_duration)
+        return cls(model=inference_copy(model), features=frontend(cfg).to(device).eval(),
+                   meta=dict(meta, model_dir=str(model_dir)), threshold=threshold, calibration=(a, b),
+                   sample_rate=int(cfg.sample_rate), device=device, band=band, backend=_pick_backend(backend, device),
+                   max_duration=max_duration, preprocess=model.cfg.preprocess)
+
+    def prepared(self, wave: np.ndarray) -> np.ndarray:
+        """The wave as the model's training saw it (silence trimmed, level set, zeros dithered), if it asks for that.
+
+        Chunk times then refer to the prepared audio (trimmed silence is not scored).
+        """
+        if self.preprocess is None or not self.preprocess.active:
+            return wave
+        from voicelib.preprocess import prepare
+
+        return prepare(wave, self.sample_rate, self.preprocess)
 
     def _session(self, frames: int):
         """An onnxruntime session for inputs of `frames` frames (exported once per chunk length)."""
@@ -228,6 +241,7 @@ class Detector:
             raise AudioError(name, "no audio samples; pass a non-empty recording")
         if sr != self.sample_rate:
             wave = audio.resample(wave, sr, self.sample_rate)
+        wave = self.prepared(wave)
         length = int(round(chunk_duration * self.sample_rate))
         bounds = chunk_bounds(wave.size, self.sample_rate, chunk_duration=chunk_duration, overlap=overlap)
         floor = 10.0 ** (self.silence_dbfs / 20.0)

@@ -267,7 +267,8 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
         test = test.assign(**{f"robust_{k}": v for k, v in rob.items()})
     if baselines:
         train, train_waves, _ = _score_split_waves(parts["train"], det.sample_rate)
-        result["baselines"], base = run_baselines((train_waves, train), (test_waves, test["y"].to_numpy()),
+        seen = lambda waves: [det.prepared(w) for w in waves]  # noqa: E731 - the baselines see what the model sees
+        result["baselines"], base = run_baselines((seen(train_waves), train), (seen(test_waves), test["y"].to_numpy()),
                                                   seed=seed, sr=det.sample_rate, gmm_components=gmm_components)
         result["shortcut_warning"] = result["baselines"]["shortcut_probe"]["warning"]
         test = test.assign(**base)

@@ -95,6 +95,7 @@ def score_stream(detector: "Detector", path: str | os.PathLike, *, chunk_duratio
             batch.clear()
 
     blocks = audio.stream_blocks(path, sr=sr, block_seconds=block_seconds, max_duration=detector.max_duration)
+    blocks = (detector.prepared(block) for block in blocks)  # each block prepared as training prepared whole clips
     for i, (_, _, segment) in enumerate(cutter.cut(blocks)):
         if np.sqrt(np.mean(np.square(segment, dtype=np.float64))) >= floor:
             kept.append(i)
