@@ -45,7 +45,15 @@ log = logging.getLogger("bench_generalise")
 # each variant changes one thing against the baseline (today's defaults); same budget and seed for all
 VARIANTS: dict[str, dict] = {
     "baseline": {},
+    "preprocess": {"architecture": {"preprocess": {}}},  # VAD trim, loudness -23 dBFS, dither (PreprocessConfig())
+    "linear": {"architecture": {"features": {"kind": "linear"}}},
+    "multires": {"architecture": {"features": {"kind": "multires"}}},
+    "no_cmvn": {"architecture": {"features": {"cmvn": False}}},
+    "channel_aug": {"augmentation": "channel_robust"},
     "no_augment": {"augmentation": "none"},
+    "ocsoftmax": {"architecture": {"ai_head": "ocsoftmax"}},
+    "asam": {"training": {"sam": "asam", "sam_rho": 0.5}},
+    "lcnn": {"architecture": {"arch": "lcnn"}},
 }
 
 
@@ -66,7 +74,8 @@ def folds(df: pd.DataFrame, *, seed: int) -> tuple[pd.DataFrame, list[str]]:
 def configs(variant: dict, *, budget: dict, seed: int) -> tuple[train.TrainConfig, ModelConfig, AugmentConfig]:
     """The variant's training, model and augmentation configs on the common budget."""
     aug = variant.get("augmentation", {})
-    augment_config = AugmentConfig.none() if aug == "none" else AugmentConfig.from_dict(aug)
+    presets = {"none": AugmentConfig.none, "channel_robust": AugmentConfig.channel_robust}
+    augment_config = presets[aug]() if isinstance(aug, str) else AugmentConfig.from_dict(aug)
     train_config = train.TrainConfig.from_dict({**budget, **variant.get("training", {})}, seed=seed)
     model_config = ModelConfig.from_dict({"width": 16, "segment_seconds": 3.0, **variant.get("architecture", {})})
     return train_config, model_config, augment_config
