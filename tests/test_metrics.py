@@ -88,3 +88,13 @@ def test_platt_recovers_a_known_logistic():
     y = (rng.random(5000) < metrics.apply_platt(x, 1.5, -0.5)).astype(int)
     a, b = metrics.fit_platt(y, x)
     assert a == pytest.approx(1.5, abs=0.15) and b == pytest.approx(-0.5, abs=0.15)
+
+
+def test_inconclusive_band_is_the_smallest_that_makes_decisions_right():
+    from voicelib.metrics import inconclusive_band
+
+    probs = np.array([0.05, 0.1, 0.45, 0.55, 0.9, 0.95])
+    labels = np.array([0, 0, 1, 0, 1, 1])  # the two clips nearest the threshold are wrong
+    assert inconclusive_band(labels, probs, 0.5) == pytest.approx(0.06)  # excludes 0.45 and 0.55 (0.05 away)
+    assert inconclusive_band(labels[[0, 1, 4, 5]], probs[[0, 1, 4, 5]], 0.5) == pytest.approx(0.02)
+    assert inconclusive_band(1 - labels, probs, 0.5) == 0.25  # never right: the widest band

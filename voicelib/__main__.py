@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--format", choices=["json", "csv"], default="json", help="output format on stdout")
     det.add_argument("--chunk-duration", type=float, default=3.0, help="window length in seconds (default 3)")
     det.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
-    det.add_argument("--band", type=float, default=None, help="inconclusive half-width around the threshold (default 0.1)")
+    det.add_argument("--band", type=float, default=None, help="inconclusive half-width around the threshold (default: the model's, sized on validation)")
     det.add_argument("--max-duration", type=float, default=None, metavar="SECONDS",
                      help="refuse files longer than this (default: any length; long files are streamed)")
     det.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -96,14 +96,14 @@ def format_results(results: Sequence[dict], fmt: str) -> str:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from voicelib.detect import DEFAULT_BAND, Detector, detect_paths
+    from voicelib.detect import Detector, detect_paths
 
     if args.chunk_duration <= 0 or not 0.0 <= args.overlap < 1.0:
         raise ValueError("--chunk-duration must be > 0 and --overlap in [0, 1)")
     if args.max_duration is not None and args.max_duration <= 0:
         raise ValueError("--max-duration must be a positive number of seconds (leave it out for any length)")
     detector = Detector.load(args.model, language=args.language, models_root=args.models_root, device=args.device,
-                             band=DEFAULT_BAND if args.band is None else args.band, backend=args.backend,
+                             band=args.band, backend=args.backend,
                              max_duration=args.max_duration)
     results, n_failed = detect_paths(args.paths, detector, chunk_duration=args.chunk_duration, overlap=args.overlap)
     sys.stdout.write(format_results(results, args.format))

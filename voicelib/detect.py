@@ -11,7 +11,8 @@ untrained (one training language; fine-tuning mode "head").
 
 Clip score: the mean of the AI logits of the scored windows, mapped through the Platt calibration the
 model carries (fitted on validation); the decision compares that probability with the model's
-validation threshold, and probabilities within `band` of the threshold are INCONCLUSIVE.
+validation threshold, and probabilities within `band` of the threshold are INCONCLUSIVE (the model's band,
+sized on validation so that decisions outside it are 95 % right there; 0.1 for older models).
 """
 from __future__ import annotations
 
@@ -140,7 +141,7 @@ class Detector:
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike | None = None, *, language: str | None = None,
-             models_root: str | os.PathLike = "models", device: str = "cpu", band: float = DEFAULT_BAND,
+             models_root: str | os.PathLike = "models", device: str = "cpu", band: float | None = None,
              backend: str = "auto", max_duration: float | None = None) -> "Detector":
         """Load a model directory (or the current model of `language` in the store); ModelError when unusable.
 
@@ -179,7 +180,8 @@ class Detector:
         threshold = float(apply_platt(raw_threshold, a, b)) if meta.get("threshold_scale", "logit") == "logit" else raw_threshold
         return cls(model=inference_copy(model), features=frontend(cfg).to(device).eval(),
                    meta=dict(meta, model_dir=str(model_dir)), threshold=threshold, calibration=(a, b),
-                   sample_rate=int(cfg.sample_rate), device=device, band=band, backend=_pick_backend(backend, device),
+                   sample_rate=int(cfg.sample_rate), device=device,
+                   band=float(meta.get("band", DEFAULT_BAND)) if band is None else band, backend=_pick_backend(backend, device),
                    max_duration=max_duration, preprocess=model.cfg.preprocess)
 
     def prepared(self, wave: np.ndarray) -> np.ndarray:

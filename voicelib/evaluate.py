@@ -231,7 +231,7 @@ def _headline(det, test: pd.DataFrame, *, seed: int, n_boot: int) -> dict:
 
 
 def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_dir: str | os.PathLike,
-                 device: str = "cpu", seed: int = 0, band: float = 0.1, chunk_duration: float = 3.0,
+                 device: str = "cpu", seed: int = 0, band: float | None = None, chunk_duration: float = 3.0,
                  overlap: float = 0.5, baselines: bool = True, robust: bool = True, n_boot: int = 1000,
                  gmm_components: int = 32, conditions: Sequence[str] = tuple(CONDITIONS)) -> dict:
     """Evaluate a model on the test split; write metrics.json, scores.csv and val_scores.csv under out_dir.
@@ -245,6 +245,7 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
     if len(parts["test"]) == 0 or len(set(_labels(parts["test"]))) < 2:
         raise ValueError("evaluate_run: the test split needs human and AI clips; check manifest.assign_splits")
     det = Detector.load(model_dir, device=device, band=band)
+    band = det.band  # the model's own (sized on validation) unless one was given
     kw = {"chunk_duration": chunk_duration, "overlap": overlap}
     test, test_waves, n_failed = _score_split(det, parts["test"], kw)
     result = _headline(det, test, seed=seed, n_boot=n_boot)

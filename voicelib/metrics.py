@@ -165,3 +165,17 @@ def reliability_points(labels, probs, *, n_bins: int = 10) -> tuple[np.ndarray, 
     keep = np.unique(bins)
     return (np.array([probs[bins == b].mean() for b in keep]), np.array([labels[bins == b].mean() for b in keep]),
             np.array([(bins == b).sum() for b in keep]))
+
+
+def inconclusive_band(labels, probs, threshold: float, *, accuracy: float = 0.95, low: float = 0.02,
+                      high: float = 0.25) -> float:
+    """The smallest half-width around `threshold` outside which the decisions on these clips reach `accuracy`.
+
+    Sized on validation: clips closer to the threshold than this are INCONCLUSIVE in detection.
+    """
+    labels, probs = np.asarray(labels).astype(int), np.asarray(probs, dtype=float)
+    for band in np.round(np.arange(low, high + 1e-9, 0.01), 2):
+        decided = np.abs(probs - threshold) >= band
+        if decided.any() and float(((probs[decided] >= threshold).astype(int) == labels[decided]).mean()) >= accuracy:
+            return float(band)
+    return float(high)

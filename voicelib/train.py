@@ -32,7 +32,7 @@ from voicelib.errors import DataError
 from voicelib.features import frontend
 from voicelib.io import write_json
 from voicelib.languages import LANGUAGE_NAMES
-from voicelib.metrics import eer, fit_platt
+from voicelib.metrics import apply_platt, eer, fit_platt, inconclusive_band
 from voicelib.model import OCSOFTMAX, WEIGHTS, ModelConfig, ResNet18Detector, build_model, load_model, save_model
 
 logger = logging.getLogger(__name__)
@@ -448,12 +448,14 @@ def _finalize(run: _Run, val_ds: data.SegmentDataset, out_dir: Path, rows: list[
                    "of a class); scores are the raw sigmoid, and the threshold rests on few clips")
         logger.warning(refused)
     a, b = fit_platt(val["labels"], val["scores"]) if refused is None else (1.0, 0.0)
+    band = inconclusive_band(val["labels"], apply_platt(val["scores"], a, b), float(apply_platt(val["threshold"], a, b)))
     history = checkpoint.write_history(rows, out_dir)
     metrics = {"best_epoch": best_epoch, "val_eer": val["val_eer"], "val_auc": val["val_auc"],
                "val_loss": val["val_loss"], "threshold": val["threshold"], "calibration": {"a": a, "b": b},
                "epochs_run": len(history), "stopped_early": stopped, "n_val_clips": int(len(val["labels"])),
-               "n_val_ai": n_ai, "n_val_human": n_human, "calibration_refused": refused}
-    config_json = make_config(best_epoch=best_epoch, threshold=val["threshold"], calibration={"a": a, "b": b})
+               "n_val_ai": n_ai, "n_val_human": n_human, "calibration_refused": refused, "band": band}
+    config_json = make_config(best_epoch=best_epoch, threshold=val["threshold"], calibration={"a": a, "b": b},
+                              band=band)
     save_model(run.model, out_dir, config=config_json, metrics=metrics)
     logger.info("best epoch %d: val EER %.2f%% on %d clips (%d AI, %d human), threshold %.3f",
                 best_epoch, 100 * val["val_eer"], metrics["n_val_clips"], metrics["n_val_ai"],
