@@ -16,9 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import pandas as pd  # noqa: E402
+from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 from voicelib.io import write_json  # noqa: E402
-from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", Path(__file__).resolve().parents[2] / "shared" / "speech"))
 
@@ -60,14 +60,16 @@ def run(args: argparse.Namespace) -> dict:
         detector = Detector.load(model_dir, device=args.device, backend=args.backend)
         detect_paths(files[:8], detector)  # warm-up: allocator, oneDNN kernels
         start, cpu_start = time.perf_counter(), time.process_time()
-        results, n_failed = detect_paths(files, detector, chunk_duration=3.0, overlap=0.5, files_per_batch=args.files_per_batch)
+        results, n_failed = detect_paths(files, detector, chunk_duration=3.0, overlap=0.5,
+                                         files_per_batch=args.files_per_batch)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     t0 = time.perf_counter()
     for f in files[: len(files) // 4]:
         audio.load(f)
     decode = (time.perf_counter() - t0) * len(files) / max(len(files) // 4, 1)
     n_chunks = sum(len(r.get("chunks", [])) for r in results)
-    return {"device": args.device, "threads": args.threads, "model": str(args.model or "fresh ModelConfig.light() (width 16)"),
+    return {"device": args.device, "threads": args.threads,
+            "model": str(args.model or "fresh ModelConfig.light() (width 16)"),
             "files": len(files), "failed": n_failed, "audio_seconds": round(total, 1), "chunks": n_chunks,
             "chunk_duration": 3.0, "overlap": 0.5, "files_per_batch": args.files_per_batch,
             "backend": detector.backend, "wall_seconds": round(elapsed, 2), "x_real_time": round(total / elapsed, 1),

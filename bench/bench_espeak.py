@@ -8,11 +8,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
+
 from voicelib import espeak  # noqa: E402
 from voicelib.io import write_json  # noqa: E402
 from voicelib.languages import LANGUAGES  # noqa: E402
 from voicelib.sources.clips import prompts  # noqa: E402
-from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 
 def bench_language(code: str, *, n: int) -> dict:
@@ -38,7 +39,8 @@ def main() -> None:
         print(f"{code}: {r['x_real_time']:6.1f} x real time, {r['sentences_per_second']:5.1f} sentences/s")
     write_json(args.out, {"benchmark": "espeak-ng synthesis (voicelib.espeak.synthesize, default voice)",
                           "machine": machine(), "results": results,
-                          "note": "single process; one espeak-ng library instance per process (voicelib.espeak), 1 core"})
+                          "note": "single process; one espeak-ng library instance per process (voicelib.espeak), "
+                                  "1 core"})
 
 
 if __name__ == "__main__":

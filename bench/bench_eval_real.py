@@ -73,7 +73,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
 
-    from voicelib import evaluate, manifest, train
+    from voicelib import evaluate, manifest
     from voicelib.model import ModelConfig
 
     torch.set_num_threads(args.threads)

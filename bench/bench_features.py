@@ -23,9 +23,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
+
 from voicelib import audio, features  # noqa: E402
 from voicelib.io import write_json  # noqa: E402
-from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 log = logging.getLogger("bench_features")
 SR = 16000
@@ -118,8 +119,9 @@ def write_markdown(path: Path, report: dict) -> None:
                      f"{r['logmel_batched_3s_x32_x_realtime']} |")
     lines += ["", f"librosa.load(sr=16000) on the FLAC files: {report['librosa_load_flac_x_realtime']} x RT.",
               f"Best of {report['repeats']} passes (files in the page cache after the first); 1-minute load "
-              f"average {m['load_average_at_start'][0]} at start, {report['load_average_1m_at_end']} at end (other jobs on the same cores slow torch's "
-              "2-thread kernels a lot). Target: >= 300x real time for FLAC decode+log-mel.", ""]
+              f"average {m['load_average_at_start'][0]} at start, {report['load_average_1m_at_end']} at end "
+              "(other jobs on the same cores slow torch's 2-thread kernels a lot). "
+              "Target: >= 300x real time for FLAC decode+log-mel.", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 

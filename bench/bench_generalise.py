@@ -132,7 +132,8 @@ def table(report: dict) -> str:
             gmms += [r["lfcc_gmm_eer"] for r in rows if "lfcc_gmm_eer" in r]
         means = [np.mean([r["eer"] for r in rows]) for rows in per_language.values() if rows]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * np.mean(means):.1f} | "
-                     f"{100 * np.mean(gmms):.1f} |" if means and gmms else f"| {name} | " + " | ".join(cells) + " | – | – |")
+                     f"{100 * np.mean(gmms):.1f} |"
+                     if means and gmms else f"| {name} | " + " | ".join(cells) + " | – | – |")
     return "\n".join(lines)
 
 

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
+from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 from voicelib.io import write_json  # noqa: E402
-from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", REPO.parent / "shared" / "speech"))

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import fitting  # noqa: E402  (bench/fitting.py)
 import numpy as np
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
-import fitting  # noqa: E402  (bench/fitting.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -81,7 +81,8 @@ def _toy_manifest(root: Path, *, n: int = 24, seconds: float = 6.0, sr: int = 16
     rows = []
     for i in range(n):
         label = "ai" if i % 2 else "human"
-        wave = np.sin(2 * np.pi * rng.uniform(100, 200) * t) + (0.3 if label == "human" else 0.05) * rng.standard_normal(len(t))
+        wave = (np.sin(2 * np.pi * rng.uniform(100, 200) * t)
+                + (0.3 if label == "human" else 0.05) * rng.standard_normal(len(t)))
         path = root / f"clip{i}.flac"
         sf.write(path, (0.1 * wave).astype(np.float32), sr)
         rows.append({"path": str(path), "label": label, "language": "english", "speaker": f"s{i % 8}",
@@ -93,7 +94,6 @@ def epoch_timing(*, threads: int, width: int = 16) -> dict:
     """Decode time with a cold and a warm cache, and the epoch times of a 2-epoch fit (no augmentation)."""
     import torch
 
-    from voicelib import train
     from voicelib.augment import AugmentConfig
     from voicelib.cache import AudioCache
     from voicelib.data import segments_per_epoch
@@ -167,10 +167,12 @@ def indic_manifest(*, seed: int, val_fraction: float = 0.3, val_ai_voice: str = 
 
 
 def real_check(name: str, *, threads: int, width: int, epochs: int, seed: int, out: Path) -> dict:
-    """Train from scratch on a real set (speaker-disjoint), fine-tune from it in each mode (english: and transfer to Hindi)."""
+    """Train from scratch on a real set (speaker-disjoint), fine-tune from it in each mode.
+
+    For english, also transfer to Hindi.
+    """
     import torch
 
-    from voicelib import train
     from voicelib.augment import AugmentConfig
     from voicelib.model import ModelConfig
 
@@ -188,7 +190,7 @@ def real_check(name: str, *, threads: int, width: int, epochs: int, seed: int, o
                "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "wall_s": round(time.perf_counter() - started, 1),
                "history": result.history.round(4).to_dict(orient="records"),
-               "data": {f"{s}_{l}": int(n) for (s, l), n in frame.groupby(["split", "label"]).size().items()},
+               "data": {f"{s}_{lab}": int(n) for (s, lab), n in frame.groupby(["split", "label"]).size().items()},
                "val_speakers": sorted(frame.loc[frame["split"] == "val", "speaker"].unique().tolist())}
         report["runs"].append(row)
         print(run_name, {k: row[k] for k in ("val_eer", "val_auc", "best_epoch", "wall_s", "data")}, flush=True)

@@ -21,7 +21,8 @@ def machine(device: str = "cpu") -> dict:
                     if line.startswith("model name")), cpu)
     gpu = torch.cuda.get_device_name(0) if str(device).startswith("cuda") and torch.cuda.is_available() else None
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "gpu": gpu, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
             "numpy": np.__version__, "librosa": librosa.__version__, "soundfile": sf.__version__,
             "libsndfile": sf.__libsndfile_version__, "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

@@ -32,9 +32,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 import fitting  # noqa: E402  (bench/fitting.py)
-from voicelib import evaluate, manifest, train  # noqa: E402
+from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
+
+from voicelib import evaluate, manifest  # noqa: E402
 from voicelib.augment import AugmentConfig  # noqa: E402
 from voicelib.io import read_json, write_json  # noqa: E402
 from voicelib.model import ModelConfig  # noqa: E402
@@ -49,7 +50,8 @@ def run_pipeline(language: str, args: argparse.Namespace) -> Path:
     """Run the five stages into OUT/<language>/pipeline (resuming a finished or interrupted run)."""
     run_dir = OUT / language / "pipeline"
     config = {"human_sources": [], "tts_engines": ["espeak"], "local_dirs": [str(SHARED)],
-              "training": {"epochs": args.epochs}, "architecture": {"width": args.width}, "promote": False, "models_root": str(OUT / "models"), "seed": args.seed}
+              "training": {"epochs": args.epochs}, "architecture": {"width": args.width}, "promote": False,
+              "models_root": str(OUT / "models"), "seed": args.seed}
     config_path = OUT / language / "params.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(config))
@@ -89,7 +91,8 @@ def headline(metrics: dict) -> dict:
                         for k, v in metrics["breakdowns"].get("engine", {}).items()},
             "robustness": {k: v["eer"] for k, v in metrics.get("robustness", {}).items()},
             "lfcc_gmm": {k: base.get("lfcc_gmm", {}).get(k) for k in ("eer", "roc_auc")} if base else None,
-            "shortcut_probe": {k: base["shortcut_probe"].get(k) for k in ("eer", "roc_auc", "warning")} if base else None}
+            "shortcut_probe": {k: base["shortcut_probe"].get(k)
+                               for k in ("eer", "roc_auc", "warning")} if base else None}
 
 
 def recipe_split(split: pd.DataFrame, *, seed: int, val_share: float = 0.2) -> pd.DataFrame:
@@ -145,7 +148,8 @@ def run_language(language: str, args: argparse.Namespace) -> dict:
         for engine in engines:
             log.info("%s: leave out %s", language, engine)
             result["loeo"][engine] = fit_and_evaluate(loeo_split(split, engine, seed=args.seed),
-                                                      OUT / language / f"loeo_{engine}", args, recipe=False, robust=False)
+                                                      OUT / language / f"loeo_{engine}", args,
+                                                      recipe=False, robust=False)
     return result
 
 

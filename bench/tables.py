@@ -25,8 +25,8 @@ def ci(c: dict | None, key: str) -> str:
 
 def quality(report: dict) -> list[str]:
     """Our model, the common recipe and LFCC-GMM on the same test split, per language."""
-    rows = ["| language | test clips (human / AI) | ours: EER % [95% CI] | ours: ROC-AUC [95% CI] | common recipe: EER % [CI] | "
-            "recipe ROC-AUC | LFCC-GMM: EER % | LFCC-GMM ROC-AUC | shortcut probe: EER % |",
+    rows = ["| language | test clips (human / AI) | ours: EER % [95% CI] | ours: ROC-AUC [95% CI] | "
+            "common recipe: EER % [CI] | recipe ROC-AUC | LFCC-GMM: EER % | LFCC-GMM ROC-AUC | shortcut probe: EER % |",
             "|---|---|---|---|---|---|---|---|---|"]
     for lang, r in report["languages"].items():
         p, rec = r["pipeline"], r["recipe"]
@@ -34,7 +34,8 @@ def quality(report: dict) -> list[str]:
         rows.append(f"| {lang} | {p['n_test_human']} / {p['n_test_ai']} | {pct(p['eer'])} [{ci(p['ci'], 'eer')}] | "
                     f"{p['roc_auc']:.3f} [{ci(p['ci'], 'roc_auc')}] | {pct(rec['eer'])} [{ci(rec['ci'], 'eer')}] | "
                     f"{rec['roc_auc']:.3f} | {pct(gmm.get('eer'))} | "
-                    f"{'–' if gmm.get('roc_auc') is None else format(gmm['roc_auc'], '.3f')} | {pct(probe.get('eer'))} |")
+                    f"{'–' if gmm.get('roc_auc') is None else format(gmm['roc_auc'], '.3f')} | "
+                    f"{pct(probe.get('eer'))} |")
     return rows
 
 
@@ -62,7 +63,8 @@ def robustness(report: dict) -> list[str]:
 
 def loeo(report: dict) -> list[str]:
     """Leave-one-engine-out: EER on the engine never seen in training."""
-    rows = ["| language | held-out engine | test clips (human / AI) | ours: EER % [95% CI] | ours: ROC-AUC | LFCC-GMM: EER % |",
+    rows = ["| language | held-out engine | test clips (human / AI) | ours: EER % [95% CI] | ours: ROC-AUC | "
+            "LFCC-GMM: EER % |",
             "|---|---|---|---|---|---|"]
     for lang, r in report["languages"].items():
         for engine, m in r.get("loeo", {}).items():
@@ -91,7 +93,8 @@ def speed() -> list[str]:
     for name, describe in (("features.json", _features), ("train.json", _train), ("detect.json", _detect)):
         path = RESULTS / name
         if path.is_file():
-            rows += [f"| {what} | {figure} | bench/results/{name} |" for what, figure in describe(json.loads(path.read_text()))]
+            rows += [f"| {what} | {figure} | bench/results/{name} |"
+                     for what, figure in describe(json.loads(path.read_text()))]
     return rows
 
 
@@ -108,7 +111,8 @@ def _train(d: dict) -> list[tuple[str, str]]:
 
 
 def _detect(d: dict) -> list[tuple[str, str]]:
-    return [(f"detection incl. decoding ({d['backend']}, {d['threads']} threads, {d['audio_seconds'] / 60:.0f} min of audio)",
+    return [(f"detection incl. decoding ({d['backend']}, {d['threads']} threads, "
+             f"{d['audio_seconds'] / 60:.0f} min of audio)",
              f"{d['x_real_time']:.0f}x real time")]
 
 

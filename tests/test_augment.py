@@ -120,7 +120,8 @@ def test_examples_and_materialise_write_leak_free_variants(speech_file, tmp_path
     frame = _manifest(speech_file)
     ex = augment.examples(frame, tmp_path / "aug", n=1, seed=0)
     assert sorted(ex["label"]) == ["ai", "human"] and all(ex["transforms"] != "")
-    assert (tmp_path / "aug" / "augment.json").is_file() and (tmp_path / "aug" / "examples" / "ai_0_after.wav").is_file()
+    assert ((tmp_path / "aug" / "augment.json").is_file()
+            and (tmp_path / "aug" / "examples" / "ai_0_after.wav").is_file())
     cfg = AugmentConfig(p_gain=1.0)
     out = augment.materialise(frame, tmp_path / "variants", config=cfg, n_variants=2, seed=0)
     assert len(out) == 4 and set(out["split"]) == {"train"} and set(out["source"]) == {"augment"}

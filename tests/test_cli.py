@@ -92,5 +92,6 @@ def test_models_list_promote_rollback(model_dir, tmp_path, capsys):
     assert store.current("telugu", root=root) == first
     assert main(["models", "promote", "--language", "te", "--models-root", str(root), "--entry", second.name]) == 0
     assert store.current("telugu", root=root) == second
-    assert main(["models", "promote", "--language", "te", "--models-root", str(root), "--entry", "20000101-000000"]) == 2
+    assert main(["models", "promote", "--language", "te", "--models-root", str(root),
+                 "--entry", "20000101-000000"]) == 2
     assert "no version" in capsys.readouterr().err

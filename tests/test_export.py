@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from voicelib import export, store
+from voicelib import export
 from voicelib.features import FeatureConfig
 from voicelib.metrics import eer
-from voicelib.model import ModelConfig, build_model, load_model, save_model
+from voicelib.model import ModelConfig, build_model, save_model
 
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
 
@@ -28,7 +28,8 @@ def _trained():
     feats, labels = _toy_batch()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(30):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(feats)["ai"], torch.tensor(labels, dtype=torch.float32))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(feats)["ai"],
+                                                                    torch.tensor(labels, dtype=torch.float32))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -158,7 +158,8 @@ def test_summary_counts_minutes():
     df = _corpus()
     table = manifest.summary(df)
     assert table["clips"].sum() == len(df)
-    assert table.loc[table["label"] == "human", "minutes"].sum() == pytest.approx(df[df.label == "human"].duration.sum() / 60, abs=0.05)
+    assert table.loc[table["label"] == "human", "minutes"].sum() == pytest.approx(
+        df[df.label == "human"].duration.sum() / 60, abs=0.05)
 
 
 def _families_frame() -> pd.DataFrame:
@@ -199,3 +200,15 @@ def test_hold_out_families_given_names_and_too_few_families():
         manifest.hold_out_families(df, seed=0, test_families=["cloned"])
     one = df[df["family"].isin(["formant", "human"])]
     pd.testing.assert_frame_equal(manifest.hold_out_families(one, seed=0), one)  # nothing to hold out: unchanged
+
+
+def test_hold_out_never_leaves_a_split_without_ai_clips():
+    df = _families_frame()
+    df = df[~((df["family"] == "neural") & (df["split"] != "test"))]  # neural only in test: holding out formant
+    df = df[df["family"].isin(["formant", "neural", "human"])]  # ... would leave train and val with no AI
+    for seed in range(6):  # whichever family the seed draws
+        out = manifest.hold_out_families(df, seed=seed, min_ai_clips=1)
+        for split in ("train", "val", "test"):
+            assert ((out["split"] == split) & (out["label"] == "ai")).any(), (seed, split)
+    with pytest.raises(ValueError, match="would leave the train and val split"):
+        manifest.hold_out_families(df, seed=0, test_families=["formant"])

@@ -72,7 +72,8 @@ def test_no_unused_imports(notebook) -> None:
 def test_last_section_is_checks_of_named_voicelib_functions(notebook) -> None:
     path, nb = notebook
     headings = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and re.match(r"^##\s", c.source)]
-    assert headings and nb.cells[headings[-1]].source.strip() == "## Checks", f"{path.name}: last section must be Checks"
+    assert headings and nb.cells[headings[-1]].source.strip() == "## Checks", (
+        f"{path.name}: last section must be Checks")
     cells = nb.cells[headings[-1] + 1:]
     assert cells and all(c.cell_type == "code" for c in cells)
     for cell in cells:

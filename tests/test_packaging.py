@@ -1,4 +1,4 @@
-"""Packaging: the wheel carries what the library reads at run time, and an installed wheel runs a checkout's pipeline."""
+"""Packaging: the wheel carries what the library reads at run time; an installed wheel runs a checkout's pipeline."""
 from __future__ import annotations
 
 import shutil

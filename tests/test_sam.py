@@ -49,7 +49,8 @@ def test_sam_reduces_the_loss(adaptive):
 
 def test_two_sam_steps_differ_from_two_adamw_steps_and_asam_from_sam():
     finals = {}
-    for name, kwargs in {"adamw": {"sam": False}, "sam": {"sam": True}, "asam": {"sam": True, "adaptive": True}}.items():
+    for name, kwargs in {"adamw": {"sam": False}, "sam": {"sam": True},
+                         "asam": {"sam": True, "adaptive": True}}.items():
         model, x, y = _problem()
         _train(model, x, y, steps=2, **kwargs)
         finals[name] = torch.cat([p.detach().flatten() for p in model.parameters()])

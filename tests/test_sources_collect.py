@@ -22,7 +22,8 @@ def user_folder(tmp_path, speech_file):
     human = root / "hindi" / "human"
     human.mkdir(parents=True)
     for i, text in enumerate(TEXTS):
-        speech_file(f"x{i}.wav", language="hi", text=text, variant="m3" if i % 2 else "f2").rename(human / f"spk{i % 2}_{i}.wav")
+        speech_file(f"x{i}.wav", language="hi", text=text,
+                    variant="m3" if i % 2 else "f2").rename(human / f"spk{i % 2}_{i}.wav")
     sf.write(human / "spk9_9.wav", np.zeros(16000, np.float32), 16000)
     (human / "spk9_10.wav").write_bytes((human / "spk0_0.wav").read_bytes())
     lines = [f"hindi/human/spk{i % 2}_{i}.wav,{text}" for i, text in enumerate(TEXTS)]
@@ -45,7 +46,8 @@ def test_collect_all_matches_content_validates_and_is_idempotent(tmp_path, user_
     reasons = dict(zip(quarantine["path"].str.rsplit("/", n=1).str[1], quarantine["reason"]))
     assert "silent" in reasons["spk9_9.wav"] and reasons["spk9_10.wav"].startswith("duplicate of")
     first = (data / "manifest.csv").read_text(encoding="utf-8")
-    again = collect_all(data, language="hindi", human_sources=[], tts_engines=["espeak"], local_dirs=[user_folder], seed=0)
+    again = collect_all(data, language="hindi", human_sources=[], tts_engines=["espeak"],
+                        local_dirs=[user_folder], seed=0)
     assert (data / "manifest.csv").read_text(encoding="utf-8") == first and len(again) == len(df)
     assert not list(data.glob("*.bak"))  # nothing changed, nothing rewritten
     assert (data / "collect_state" / "last_run.json").is_file()
@@ -62,7 +64,8 @@ def test_collect_all_without_human_speech_says_how_to_fix(tmp_path):
 
 def test_unknown_engine_is_refused(tmp_path, user_folder):
     with pytest.raises(ValueError, match="unknown TTS engine 'nosuch'"):
-        collect_all(tmp_path / "d", language="hindi", human_sources=[], tts_engines=["nosuch"], local_dirs=[user_folder])
+        collect_all(tmp_path / "d", language="hindi", human_sources=[], tts_engines=["nosuch"],
+                    local_dirs=[user_folder])
 
 
 def test_real_hindi_folder_gives_both_classes_and_clean_splits(tmp_path, shared_speech):

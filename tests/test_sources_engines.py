@@ -102,8 +102,8 @@ def test_minutes_cap_per_engine(tmp_path, folder, monkeypatch):
 
 def test_by_family_counts_clips_and_minutes():
     df = manifest.to_frame([{"path": f"{i}.flac", "label": lab, "engine": eng, "duration": 30.0}
-                            for i, (lab, eng) in enumerate([("human", "human"), ("ai", "espeak-ng"), ("ai", "espeak-ng"),
-                                                            ("ai", "kokoro")])])
+                            for i, (lab, eng) in enumerate([("human", "human"), ("ai", "espeak-ng"),
+                                                            ("ai", "espeak-ng"), ("ai", "kokoro")])])
     df.loc[df["engine"] == "kokoro", "family"] = "neural"
     table = manifest.by_family(df).set_index("engine")
     assert table.loc["espeak-ng", "clips"] == 2 and table.loc["espeak-ng", "minutes"] == 1.0

@@ -90,7 +90,8 @@ def test_collect_all_falls_back_to_espeak_and_says_so_once(tmp_path, speech_file
     (root / "hindi" / "human").mkdir(parents=True)
     for i, text in enumerate(TEXTS):
         speech_file(f"spk_{i}.wav", language="hi", text=text).rename(root / "hindi" / "human" / f"spk_{i}.wav")
-    (root / "manifest.csv").write_text("path,text\n" + "".join(f"hindi/human/spk_{i}.wav,{t}\n" for i, t in enumerate(TEXTS)),
+    (root / "manifest.csv").write_text("path,text\n"
+                                       + "".join(f"hindi/human/spk_{i}.wav,{t}\n" for i, t in enumerate(TEXTS)),
                                        encoding="utf-8")
     monkeypatch.setenv(gtts.URL_ENV, f"http://127.0.0.1:{_closed_port()}")
     options = {"gtts": {"retries": 0, "timeout": 2, "min_interval": 0}}

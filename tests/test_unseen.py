@@ -23,7 +23,8 @@ def parts():
                    ("human", "human", "human", -1.0, 0.2, "h4"), ("human", "human", "human", -0.5, 0.3, "h4"),
                    ("ai", "espeak-ng", "formant", 2.0, 0.9, "e2"), ("ai", "espeak-ng", "formant", 3.0, 0.95, "e2"),
                    ("ai", "hibari", "neural", 1.0, 0.7, "hb"),
-                   ("ai", "festival-nsk", "diphone", 1.0, 0.8, "f"), ("ai", "festival-nsk", "diphone", -3.0, 0.05, "f")])
+                   ("ai", "festival-nsk", "diphone", 1.0, 0.8, "f"),
+                   ("ai", "festival-nsk", "diphone", -3.0, 0.05, "f")])
     return train, val, test
 
 

@@ -67,7 +67,8 @@ def _sf_reason(exc: Exception) -> str:
     """Turn a libsndfile error into a one-line reason with a fix."""
     text = " ".join(str(exc).split())
     if "not recognised" in text or "unknown format" in text.lower():
-        return f"not a readable audio file ({text.split(':')[-1].strip()}); check it is really audio or convert it to wav/flac"
+        return (f"not a readable audio file ({text.split(':')[-1].strip()}); "
+                "check it is really audio or convert it to wav/flac")
     return f"truncated or corrupt audio ({text}); re-download it or convert it again"
 
 
@@ -155,7 +156,8 @@ def _ffmpeg(path: Path) -> str:
     """Return the ffmpeg executable or raise the install hint."""
     exe = shutil.which("ffmpeg")
     if exe is None:
-        raise AudioError(path, f"{path.suffix.lower()} needs ffmpeg to decode and ffmpeg is not on PATH; {_INSTALL_FFMPEG}")
+        raise AudioError(path, f"{path.suffix.lower()} needs ffmpeg to decode and ffmpeg is not on PATH; "
+                               f"{_INSTALL_FFMPEG}")
     return exe
 
 
@@ -173,7 +175,8 @@ def _ffmpeg_decode(path: Path, *, max_duration: float) -> tuple[np.ndarray, int]
             raise AudioError(path, "ffmpeg took over 10 minutes to decode it; convert it to wav/flac first") from None
         if proc.returncode != 0 or not out.is_file():
             detail = " ".join(proc.stderr.split())[:200] or f"exit code {proc.returncode}"
-            raise AudioError(path, f"ffmpeg cannot decode it ({detail}); check it is really audio or convert it to wav/flac")
+            raise AudioError(path, f"ffmpeg cannot decode it ({detail}); "
+                                   "check it is really audio or convert it to wav/flac")
         data, rate = _sf_decode(out, max_duration=float("inf"))
     if len(data) / rate > max_duration:
         raise _too_long(path, len(data) / rate, max_duration)
@@ -262,7 +265,8 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         rate, duration = int(stream["sample_rate"]), float(fmt["duration"])
         return AudioInfo(duration, rate, int(stream["channels"]), str(fmt["format_name"]), int(duration * rate))
     except (ValueError, KeyError, IndexError):
-        raise AudioError(path, "ffprobe finds no audio stream; check it is really audio or convert it to wav/flac") from None
+        raise AudioError(path, "ffprobe finds no audio stream; "
+                               "check it is really audio or convert it to wav/flac") from None
 
 
 def decode_bytes(data: bytes, *, sr: int | None = 16000, name: str = "<bytes>") -> np.ndarray:
@@ -344,7 +348,8 @@ def to_mono(data: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(data[:, 0])
     rms = np.sqrt(np.mean(np.square(data, dtype=np.float64), axis=0)) + 1e-12
     keep = 20.0 * np.log10(rms / rms.max()) > -MONO_CHANNEL_GAP_DB
-    return data[:, keep].mean(axis=1, dtype=np.float32) if keep.sum() > 1 else np.ascontiguousarray(data[:, keep.argmax()])
+    return (data[:, keep].mean(axis=1, dtype=np.float32) if keep.sum() > 1
+            else np.ascontiguousarray(data[:, keep.argmax()]))
 
 
 def resample(wave: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
@@ -397,7 +402,8 @@ def check_wave(wave: np.ndarray, sr: int, *, name: object = "<array>", min_durat
     """Return `wave` as float32 1-D, refusing NaN/inf, silence and durations outside the limits."""
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim != 1:
-        raise AudioError(name, f"expected mono audio, got an array of shape {wave.shape}; mix it down with audio.to_mono")
+        raise AudioError(name, f"expected mono audio, got an array of shape {wave.shape}; "
+                               "mix it down with audio.to_mono")
     if not np.isfinite(wave).all():
         raise AudioError(name, "contains NaN or infinite samples; re-export the file from its source")
     duration = len(wave) / sr

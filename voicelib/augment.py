@@ -207,7 +207,8 @@ def rawboost_coloured(wave: np.ndarray, sr: int, rng: np.random.Generator, *,
 
 
 def band_limit(wave: np.ndarray, sr: int, rng: np.random.Generator, *,
-               lowpass_hz: tuple[float, float] = (3000.0, 7000.0), highpass_hz: tuple[float, float] = (50.0, 500.0)) -> np.ndarray:
+               lowpass_hz: tuple[float, float] = (3000.0, 7000.0),
+               highpass_hz: tuple[float, float] = (50.0, 500.0)) -> np.ndarray:
     """A random low-pass, high-pass or both (4th-order Butterworth, zero phase), like unknown microphones and links."""
     mode = str(rng.choice(["low", "high", "both"]))
     x = np.asarray(wave, dtype=np.float32)
@@ -385,7 +386,8 @@ def examples(manifest: pd.DataFrame, out_dir: str | Path, *, config: AugmentConf
 
 
 def materialise(manifest: pd.DataFrame, out_dir: str | Path, *, config: AugmentConfig | None = None,
-                n_variants: int = 1, seed: int = 0, sr: int = 16000, splits: tuple[str, ...] = ("train",)) -> pd.DataFrame:
+                n_variants: int = 1, seed: int = 0, sr: int = 16000,
+                splits: tuple[str, ...] = ("train",)) -> pd.DataFrame:
     """Write `n_variants` augmented copies of each clip in `splits`; return their manifest rows.
 
     Variants keep the parent's split, speaker and group (so splits stay leak-free) and carry
@@ -408,7 +410,8 @@ def materialise(manifest: pd.DataFrame, out_dir: str | Path, *, config: AugmentC
                    "hash": file_hash(path), "duration": audio.info(path).duration, "augment": ",".join(applied)}
             rows.append(new)
     logger.info("materialised %d augmented variants of %d clips into %s", len(rows), len(pool), out_dir)
-    return pd.DataFrame(rows, columns=list(pool.columns) + ["parent_hash", "augment"]) if not rows else pd.DataFrame(rows)
+    return (pd.DataFrame(rows, columns=list(pool.columns) + ["parent_hash", "augment"]) if not rows
+            else pd.DataFrame(rows))
 
 
 def read_config(path: str | Path) -> AugmentConfig:

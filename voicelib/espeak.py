@@ -99,7 +99,8 @@ def voices(language: str) -> list[str]:
     """Return the voice variants (e.g. "m1", "f2") usable as `variant=` for `language`."""
     _, data_path = _paths()
     if not _has_language(data_path, language):
-        raise ValueError(f"espeak-ng has no voice for language {language!r}; use an ISO code such as en, hi, ta, ml, te")
+        raise ValueError(f"espeak-ng has no voice for language {language!r}; "
+                         "use an ISO code such as en, hi, ta, ml, te")
     folder = data_path / "voices" / "!v"
     names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
     classic = [n for n in names if len(n) == 2 and n[0] in "mf" and n[1].isdigit()]
@@ -122,9 +123,11 @@ def synthesize(text: str, *, language: str = "en", variant: str | None = None, p
         if not _has_language(data_path, language):
             raise ValueError(f"espeak-ng has no voice for language {language!r}; use en, hi, ta, ml or te")
         if variant and not (data_path / "voices" / "!v" / variant).is_file():
-            raise ValueError(f"espeak-ng: unknown variant {variant!r}; pick one from voicelib.espeak.voices({language!r})")
+            raise ValueError(f"espeak-ng: unknown variant {variant!r}; "
+                             f"pick one from voicelib.espeak.voices({language!r})")
         if lib.espeak_SetVoiceByName(name.encode()) != _EE_OK:
-            raise ValueError(f"espeak-ng: unknown voice {name!r}; pick a variant from voicelib.espeak.voices({language!r})")
+            raise ValueError(f"espeak-ng: unknown voice {name!r}; "
+                             f"pick a variant from voicelib.espeak.voices({language!r})")
         lib.espeak_SetParameter(_ESPEAK_RATE, int(rate), 0)
         lib.espeak_SetParameter(_ESPEAK_PITCH, int(pitch), 0)
         _chunks.clear()

@@ -42,7 +42,8 @@ def _as_model(model_or_dir: ResNet18Detector | str | os.PathLike) -> ResNet18Det
     return load_model(model_or_dir, device="cpu")[0]
 
 
-def example_features(model: ResNet18Detector, *, batch: int = 2, frames: int | None = None, seed: int = 0) -> torch.Tensor:
+def example_features(model: ResNet18Detector, *, batch: int = 2, frames: int | None = None,
+                     seed: int = 0) -> torch.Tensor:
     """Random log-mel-shaped input for one segment of the model's length."""
     cfg = model.cfg
     frames = frames or n_frames(int(round(cfg.segment_seconds * cfg.features.sample_rate)), cfg.features)

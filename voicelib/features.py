@@ -66,7 +66,8 @@ class FeatureConfig:
         if not self.multires_windows or min(self.multires_windows) < 16 or self.multires_bins < 1:
             raise ValueError(f"multires_windows {self.multires_windows} need lengths >= 16 and multires_bins >= 1")
         if self.win_length > self.n_fft:
-            raise ValueError(f"win_length={self.win_length} exceeds n_fft={self.n_fft}; raise n_fft or shorten the window")
+            raise ValueError(f"win_length={self.win_length} exceeds n_fft={self.n_fft}; "
+                             "raise n_fft or shorten the window")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={self.fmin}, fmax={self.fmax}, "
                              f"sample_rate={self.sample_rate}")
@@ -130,7 +131,8 @@ def linear_filterbank(cfg: FeatureConfig) -> np.ndarray:
 def _as_batch(wave: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """Return a float [B, T] tensor and whether the input was a single [T] wave."""
     if not torch.is_tensor(wave):
-        raise TypeError(f"expected a torch tensor of samples, got {type(wave).__name__}; use features.log_mel for numpy")
+        raise TypeError(f"expected a torch tensor of samples, got {type(wave).__name__}; "
+                        "use features.log_mel for numpy")
     if wave.dim() not in (1, 2):
         raise ValueError(f"expected waves shaped [T] or [B, T], got {tuple(wave.shape)}")
     if not wave.is_floating_point() or wave.dtype in (torch.float16, torch.bfloat16):

@@ -66,7 +66,8 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = {"path", "label"} - set(df.columns)
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}; a manifest needs at least path and label")
+        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                        "a manifest needs at least path and label")
     base = path.resolve().parent
     df["path"] = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in df["path"]]
     return to_frame(df)
@@ -215,7 +216,7 @@ def _place(comp_dur: np.ndarray, comp_texts: list[list[str]], order: list[int], 
 
 
 def _fill_empty(assign: np.ndarray, comp_dur: np.ndarray, targets: np.ndarray) -> None:
-    """Move a small single-label component into any split (with a target) that lacks that label, if one can be spared."""
+    """Move a small single-label component into any split (with a target) lacking that label, if one can be spared."""
     for k, label in enumerate(LABELS):
         for s in np.flatnonzero(targets > 0):
             has = (comp_dur[:, k] > 0) & (assign == s)
@@ -225,7 +226,8 @@ def _fill_empty(assign: np.ndarray, comp_dur: np.ndarray, targets: np.ndarray) -
             counts = {d: int(((comp_dur[:, k] > 0) & (assign == d)).sum()) for d in range(len(SPLITS))}
             donors = [c for c in pure if counts[assign[c]] >= 2]
             if not donors:
-                log.warning("split %s gets no %s clips: too few %s speakers/groups to share out", SPLITS[s], label, label)
+                log.warning("split %s gets no %s clips: too few %s speakers/groups to share out",
+                            SPLITS[s], label, label)
                 continue
             c = min(donors, key=lambda c: (comp_dur[c, k], c))
             assign[c] = s
@@ -357,12 +359,24 @@ def hold_out_families(df: pd.DataFrame, *, seed: int, test_families: list[str] |
     unknown = sorted(set(test + val) - set(families))
     if unknown:
         raise ValueError(f"held-out families {unknown} have no AI clips; choose from {', '.join(families)}")
+    held = {}
     for family, kept_in, why in [(f, "test", "held out for the test (unseen by training and validation)")
                                  for f in test] + [(f, "val", "held out for validation (unseen by training)")
                                                    for f in val]:
-        move = active_ai & (fams == family) & (out["split"] != kept_in)
+        move = active_ai & (fams == family) & (out["split"] != kept_in) & (out["split"] != "excluded")
+        trial = out["split"].where(~move, "excluded")
+        lacking = [s for s in SPLITS if not ((trial == s) & (out["label"] == "ai")).any()]
+        if lacking and (test_families or val_families):
+            raise ValueError(f"holding out family {family} would leave the {' and '.join(lacking)} split(s) without "
+                             "AI clips; choose another family or collect more engines")
+        if lacking:
+            log.warning("family %s not held out: the %s split would keep no AI clips", family, " and ".join(lacking))
+            continue
         out.loc[move, "split"] = "excluded"
         out.loc[move, "split_reason"] = f"family {family} {why}"
+        held[family] = kept_in
+    test = [f for f in test if held.get(f) == "test"]
+    val = [f for f in val if held.get(f) == "val"]
     for split in ("val", "test"):
         n_ai = int(((out["split"] == split) & (out["label"] == "ai")).sum())
         if n_ai < min_ai_clips:

@@ -115,7 +115,8 @@ def binary_metrics(labels, scores, threshold: float) -> dict:
 def compute_metrics(labels, scores, *, threshold: float) -> dict:
     """Return EER (with its own threshold), ROC-AUC and the decision metrics at the given operating threshold."""
     rate, eer_threshold = eer(labels, scores)
-    out = {"eer": rate, "eer_threshold": eer_threshold, "roc_auc": roc_auc(labels, scores), "threshold": float(threshold)}
+    out = {"eer": rate, "eer_threshold": eer_threshold, "roc_auc": roc_auc(labels, scores),
+           "threshold": float(threshold)}
     out.update(binary_metrics(labels, scores, threshold))
     out["n"] = int(np.asarray(labels).size)
     return out

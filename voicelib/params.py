@@ -46,7 +46,8 @@ class Rule:
         items = value if isinstance(value, list) else [value]
         if self.choices and any(v not in self.choices for v in items):
             bad = next(v for v in items if v not in self.choices)
-            raise ValueError(f"parameter {name}={bad!r} is not allowed; choose from {', '.join(map(str, self.choices))}")
+            raise ValueError(f"parameter {name}={bad!r} is not allowed; "
+                             f"choose from {', '.join(map(str, self.choices))}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
                 raise ValueError(f"parameter {name}={value!r} is out of range; allowed: {self.low:g} to {self.high:g}")

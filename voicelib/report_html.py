@@ -78,7 +78,8 @@ def nested_html(obj: Any, *, depth: int = 0) -> str:
     if not isinstance(obj, dict):
         return esc(obj)
     scalars = {k: v for k, v in obj.items() if not isinstance(v, (dict, list))}
-    parts = [table_html(pd.DataFrame({"name": list(scalars), "value": [fmt(v) for v in scalars.values()]}))] if scalars else []
+    parts = ([table_html(pd.DataFrame({"name": list(scalars), "value": [fmt(v) for v in scalars.values()]}))]
+             if scalars else [])
     for key, value in obj.items():
         if key in scalars:
             continue
@@ -101,7 +102,8 @@ def kv_table(mapping: dict[str, Any]) -> str:
 
 
 def records_table(mapping: dict[str, dict], name: str) -> str:
-    rows = [{name: k, **{c: v for c, v in row.items() if not isinstance(v, (dict, list))}} for k, row in mapping.items()]
+    rows = [{name: k, **{c: v for c, v in row.items() if not isinstance(v, (dict, list))}}
+            for k, row in mapping.items()]
     return table_html(pd.DataFrame(rows))
 
 
@@ -111,8 +113,10 @@ padding-top:1em}h4{margin:1em 0 .3em}.muted{color:#888}nav a{margin-right:1em}
 .tbl{border-collapse:collapse;font-size:13px;margin:.3em 0}.tbl td,.tbl th{border:1px solid #ddd;padding:3px 8px;
 text-align:left}.tbl th{background:#f0f0f0}.kpis{display:flex;gap:1em;flex-wrap:wrap}.kpi{background:#fff;
 border:1px solid #ddd;border-radius:6px;padding:.6em 1.2em}.kpi b{display:block;font-size:1.6em}
-.kpi small{display:block;color:#666;font-size:11px;max-width:340px}.kpi.big{border:2px solid #36c}.kpi.big b{font-size:2.6em}
-.row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}.cards,.gallery{display:flex;flex-wrap:wrap;gap:1em}.card{background:#fff;border:1px solid #ddd;padding:.5em;
+.kpi small{display:block;color:#666;font-size:11px;max-width:340px}.kpi.big{border:2px solid #36c}\
+.kpi.big b{font-size:2.6em}
+.row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}.cards,.gallery{display:flex;flex-wrap:wrap;gap:1em}\
+.card{background:#fff;border:1px solid #ddd;padding:.5em;
 font-size:13px}figure{margin:0;background:#fff;border:1px solid #ddd;padding:.3em}figure img{max-width:520px}
 figcaption{font-size:12px;color:#555}.warn{background:#fff4e5;border-left:4px solid #f90;padding:.5em 1em}
 .fail{background:#fdecea;border-left:4px solid #d33;padding:.5em 1em}audio{height:32px;width:260px}

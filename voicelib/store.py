@@ -72,7 +72,8 @@ def register(model_dir: str | os.PathLike, *, root: str | os.PathLike, language:
 def promote(root: str | os.PathLike, language: str, version: str) -> Path:
     """Make `version` the current model of `language`; the previous one stays in the history."""
     if version not in list_models(root, language):
-        raise ModelError(f"{_language_dir(root, language)}: no version {version!r}; choose one of {list_models(root, language)}")
+        raise ModelError(f"{_language_dir(root, language)}: no version {version!r}; "
+                         f"choose one of {list_models(root, language)}")
     state = _pointer(root, language)
     history = [v for v in state.get("history", []) if v in list_models(root, language)]
     if not history or history[-1] != version:
@@ -103,5 +104,6 @@ def current(language: str, *, root: str | os.PathLike = "models") -> Path:
     """The folder of the promoted model of `language`; ModelError when none is promoted."""
     version = _pointer(root, language).get("current")
     if not version or not (_language_dir(root, language) / version).is_dir():
-        raise ModelError(f"{_language_dir(root, language)}: no current model; train one and store.register(..., promote=True)")
+        raise ModelError(f"{_language_dir(root, language)}: no current model; "
+                         "train one and store.register(..., promote=True)")
     return _language_dir(root, language) / version

@@ -38,7 +38,8 @@ def _human_rows(data_dir: Path, *, language: str, human_sources, local_dirs, lim
             rows += SOURCES[name].collect(data_dir / "audio" / name, language=language, limit=limit, seed=seed,
                                           **options.get(name, {}))
         except SourceUnavailable as exc:
-            say_once(f"unreachable:{name}", f"{name} unreachable ({exc}); continuing with the other sources", logger=log)
+            say_once(f"unreachable:{name}", f"{name} unreachable ({exc}); continuing with the other sources",
+                     logger=log)
             notes.append(f"{name} unreachable (no human speech from it in this run): {str(exc)[:160]}")
     for root in local_dirs:
         rows += folder.collect(None, language=language, limit=limit, seed=seed, root=root)
@@ -103,10 +104,13 @@ def _legacy_rows(data_dir: Path, *, language: str, names, texts, voice_keys, lim
         except PartialCollection as exc:
             rows += exc.rows
             if OFFLINE_ENGINE in names:  # espeak-ng speaks every text anyway
-                say_once(f"unreachable:{name}", f"{name} unreachable ({exc}); espeak-ng is also in this run", logger=log)
-                notes.append(f"{name} unreachable: {len(exc.remaining)} texts not spoken by it (espeak-ng is in the run)")
+                say_once(f"unreachable:{name}", f"{name} unreachable ({exc}); espeak-ng is also in this run",
+                         logger=log)
+                notes.append(f"{name} unreachable: {len(exc.remaining)} texts not spoken by it "
+                             "(espeak-ng is in the run)")
                 continue
-            say_once(f"unreachable:{name}", f"{name} unreachable ({exc}); falling back to espeak-ng offline", logger=log)
+            say_once(f"unreachable:{name}", f"{name} unreachable ({exc}); falling back to espeak-ng offline",
+                     logger=log)
             notes.append(f"{name} unreachable: {len(exc.remaining)} texts spoken by espeak-ng instead")
             rows += espeak.collect(data_dir / "audio" / OFFLINE_ENGINE, **{**common, "texts": exc.remaining},
                                    voice_keys=voice_keys, **options.get(OFFLINE_ENGINE, {}))
@@ -172,7 +176,8 @@ def _merge(data_dir: Path, new: pd.DataFrame) -> pd.DataFrame:
     old_df = pd.concat(old, ignore_index=True) if old else pd.DataFrame(columns=manifest.COLUMNS)
     old_df = old_df[manifest.COLUMNS].drop_duplicates("path")
     fresh = new.drop_duplicates("path").set_index("path", drop=False)
-    kept = [fresh.loc[p].to_dict() if p in fresh.index else row for p, row in zip(old_df["path"], old_df.to_dict("records"))]
+    kept = [fresh.loc[p].to_dict() if p in fresh.index else row
+            for p, row in zip(old_df["path"], old_df.to_dict("records"))]
     added = fresh[~fresh.index.isin(old_df["path"])].to_dict("records")
     return manifest.to_frame(kept + added or pd.DataFrame(columns=manifest.COLUMNS))
 

@@ -139,7 +139,8 @@ def _collect_split(out_dir: Path, config: str, split: str, *, want: int | None, 
     missing = {name: p for name, p in paths.items() if not p.is_file()}
     if missing:
         archive = download(f"data/{config}/audio/{split}.tar.gz", seed=seed, **download_options)
-        log.info("FLEURS %s/%s: extracted %d of %d missing clips", config, split, _extract(archive, missing), len(missing))
+        log.info("FLEURS %s/%s: extracted %d of %d missing clips", config, split,
+                 _extract(archive, missing), len(missing))
         lost = {name for name, p in missing.items() if not p.is_file()}
         if lost:
             write_json(state, sorted(unavailable | lost))

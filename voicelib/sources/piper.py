@@ -56,7 +56,8 @@ def download(filename: str, *, repo: str = REPO, name: str = "Piper", endpoint: 
             return Path(hf_hub_download(repo, filename, revision=revision, endpoint=endpoint, cache_dir=cache_dir,
                                         etag_timeout=timeout))
         except EntryNotFoundError as exc:  # not transient: say so at once
-            raise SourceUnavailable(f"{name}: {filename} not found in {repo} on {endpoint or 'the hub'} ({exc})") from exc
+            raise SourceUnavailable(f"{name}: {filename} not found in {repo} "
+                                    f"on {endpoint or 'the hub'} ({exc})") from exc
         except RuntimeError as exc:  # huggingface_hub 1.16 closes its client after a connect error, then reuses it
             if "client has been closed" not in str(exc):
                 raise
