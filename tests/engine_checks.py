@@ -22,3 +22,10 @@ def check_rows(rows: list[dict], *, engine: str, family: str, language: str) -> 
         assert row["engine"] == engine and row["family"] == family and row["language"] == language
         info = sf.info(row["path"])
         assert info.samplerate == 16000 and info.channels == 1 and info.format == "FLAC"
+
+
+def edge_silence(path) -> tuple[float, float]:
+    """Seconds of leading and trailing audio more than 40 dB below the clip's peak."""
+    wave, sr = sf.read(path, dtype="float32")
+    loud = np.flatnonzero(np.abs(wave) > np.abs(wave).max() * 10 ** (-40 / 20))
+    return loud[0] / sr, (len(wave) - 1 - loud[-1]) / sr

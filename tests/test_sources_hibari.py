@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from engine_checks import check_rows, check_wave
+from engine_checks import check_rows, check_wave, edge_silence
 
 from voicelib import espeak
 from voicelib.errors import SourceUnavailable
@@ -25,6 +25,7 @@ def test_collect_stores_16k_clips(tmp_path, sample_texts):
     rows = hibari.collect(tmp_path, language="telugu", texts=[sample_texts["te"]], seed=0)
     check_rows(rows, engine="hibari", family="neural", language="telugu")
     assert rows[0]["text"] == sample_texts["te"] and rows[0]["speaker"].startswith("hibari_te_")
+    assert max(edge_silence(rows[0]["path"])) < 0.1  # the model's padding is trimmed: silence is no cue
 
 
 def test_missing_package_says_how_to_install(tmp_path, monkeypatch):

@@ -28,11 +28,12 @@ def test_unknown_ipa_symbols_are_mapped_or_dropped():
 
 @pytest.mark.parametrize("code", ["hi", "ta"])
 def test_speaks_indic_text_deterministically(code, sample_texts):
-    wave, sr = kokoro.synthesize(sample_texts[code], language=code, voice="jf_alpha+jm_kumo")
+    text = " ".join(sample_texts[code].split()[:3])  # a few words: the model runs about real time on one core
+    wave, sr = kokoro.synthesize(text, language=code, voice="jf_alpha+jm_kumo")
     check_wave(wave, sr, rate=24000)
-    again, _ = kokoro.synthesize(sample_texts[code], language=code, voice="jf_alpha+jm_kumo")
+    again, _ = kokoro.synthesize(text, language=code, voice="jf_alpha+jm_kumo")
     assert np.array_equal(wave, again)
-    other, _ = kokoro.synthesize(sample_texts[code], language=code, voice="jm_kumo")
+    other, _ = kokoro.synthesize(text, language=code, voice="jm_kumo")
     assert not np.array_equal(wave[: len(other)], other[: len(wave)])
 
 

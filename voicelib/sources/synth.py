@@ -14,13 +14,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
+from voicelib import audio
 from voicelib.languages import language_code, language_name
 from voicelib.sources.clips import choose_texts, clip_path, make_row, pick, store_wave
 
 log = logging.getLogger(__name__)
 
+TRIM_DB, TRIM_PAD = 40.0, 0.05  # silence trimmed from TTS output: below peak - 40 dB, keeping 50 ms
 CHARS_PER_SECOND = 14.0  # rough speaking rate, for minute caps when the human duration is unknown
 
 
@@ -33,6 +36,7 @@ class Job:
     args: dict
     row: dict
     estimate: float = 0.0  # expected seconds (the source/human duration when known)
+    trim: bool = False  # trim leading/trailing silence (TTS pads it; a vocoded copy keeps its source's timing)
 
 
 def estimate_seconds(text: str, known: dict[str, float] | None = None) -> float:
@@ -50,12 +54,14 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _render_one(module: str, path: str, args: dict) -> tuple[str, str | None]:
+def _render_one(module: str, path: str, args: dict, trim: bool = False) -> tuple[str, str | None]:
     """Synthesise one clip in this process (the module caches its engine) and store it; return (path, error)."""
     try:
         wave, sr = importlib.import_module(module).synthesize(**args)
         if wave is None or len(wave) == 0:
             return path, "engine returned no audio"
+        if trim:  # neural TTS pads ~0.3-0.6 s of silence that cut human clips lack: silence must be no cue
+            wave = audio.trim_silence(np.asarray(wave, dtype=np.float32), sr, top_db=TRIM_DB, pad=TRIM_PAD)
         store_wave(Path(path), wave, sr)
     except Exception as exc:  # noqa: BLE001 - one bad clip must not stop a collection; reported per clip
         return path, f"{type(exc).__name__}: {exc}"
@@ -75,7 +81,7 @@ def render(jobs: list[Job], *, workers: int | None = None, desc: str = "synthesi
         prepare = getattr(importlib.import_module(module), "prepare", None)
         if prepare is not None:
             prepare()
-    calls = [(j.module, str(j.path), j.args) for j in todo]
+    calls = [(j.module, str(j.path), j.args, j.trim) for j in todo]
     if workers == 1 or len(todo) == 1:
         results = (_render_one(*c) for c in calls)
     else:
@@ -137,7 +143,7 @@ def plan_tts(module: str, out_dir: str | Path, *, engine: str, family: str, lang
                         dict(text=text, language=code, voice=voice, speed=speed, seed=seed),
                         dict(language=name, label="ai", source=engine, engine=engine, family=family,
                              voice=f"{code}:{label}", speaker=speaker, group=speaker, text=text),
-                        estimate_seconds(text, durations) / speed))
+                        estimate_seconds(text, durations) / speed, trim=True))
     return jobs
 
 
