@@ -18,7 +18,7 @@ from voicelib.errors import VoiceLibError
 log = logging.getLogger("voicelib")
 
 CSV_COLUMNS = ["file", "aiScore", "classification", "confidence", "threshold", "multiSpeakerScore", "topLanguage",
-               "duration", "nChunks", "skippedChunks", "maxChunkScore", "minChunkScore", "error"]
+               "duration", "nChunks", "skippedChunks", "maxChunkScore", "minChunkScore", "topFamily", "error"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,10 +76,12 @@ def _csv_row(result: dict) -> dict:
         return {"file": result["file"], "error": result["error"]}
     scores = [c["score"] for c in result["chunks"] if c.get("score") is not None]
     langs = result["languageDistribution"] or {}
+    families = result.get("familyDistribution") or {}
     row = {k: result[k] for k in ("file", "aiScore", "classification", "confidence", "threshold",
                                   "multiSpeakerScore", "duration", "skippedChunks")}
     row.update(topLanguage=max(langs, key=langs.get) if langs else "", nChunks=len(result["chunks"]),
-               maxChunkScore=max(scores), minChunkScore=min(scores), error="")
+               maxChunkScore=max(scores), minChunkScore=min(scores),
+               topFamily=max(families, key=families.get) if families else "", error="")
     return row
 
 
