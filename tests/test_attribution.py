@@ -105,3 +105,19 @@ def test_family_distribution_is_null_without_the_head(trained, fam, tmp_path):
                       augment_config=AugmentConfig.none(), device="cpu", progress=False, cache_dir=tmp_path / "cache")
     r = Detector.load(plain.model_dir, backend="torch").score_file(fam["path"].iloc[0])
     assert r["familyDistribution"] is None and "train_family_loss" not in plain.history
+
+
+def test_evaluation_writes_predicted_family_and_the_report_shows_the_confusion(trained, fam, tmp_path):
+    from voicelib import evaluate, plots, report
+
+    test = fam.assign(split=np.where(np.arange(len(fam)) % 4 == 0, "test", fam["split"]))
+    result = evaluate.evaluate_run(trained.model_dir, test, out_dir=tmp_path, baselines=False, robust=False, n_boot=20)
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    ai = scores["label"] == "ai"
+    assert scores.loc[ai, "predicted_family"].isin(["high", "low"]).all()
+    att = result["attribution"]
+    assert att["n_ai"] == int(ai.sum()) and sum(sum(v.values()) for v in att["counts"].values()) == att["n_ai"]
+    assert 0.0 <= att["accuracy_known_families"] <= 1.0
+    assert "family_confusion" in plots.evaluation_figures(scores, result)
+    html = report.evaluation_section(tmp_path)
+    assert "family confusion" in html and "attribution (generator-family head" in html
