@@ -151,6 +151,8 @@ class Detector:
              backend: str = "auto", max_duration: float | None = None) -> "Detector":
         """Load a model directory (or the current model of `language` in the store); ModelError when unusable.
 
+        A directory with fusion.json or ensemble.json loads as a voicelib.fusion.FusedDetector (same interface).
+
         backend "auto" runs the network in onnxruntime on CPU when it is installed, else in torch;
         max_duration (seconds) refuses longer files, None scores any length.
         """
@@ -172,6 +174,11 @@ class Detector:
             model_dir = store.current(language, root=models_root)
         if not Path(model_dir).is_dir():
             raise ModelError(f"{model_dir}: no such model directory; pass a folder holding model.safetensors and config.json")
+        from voicelib import fusion
+
+        if fusion.fused_file(model_dir) is not None:  # a fused model or ensemble directory: one model to the caller
+            return fusion.FusedDetector.load(model_dir, device=device, band=band, backend=backend,
+                                             max_duration=max_duration)
         try:
             model, meta = load_model(model_dir, device=device)
         except ModelError:
