@@ -63,7 +63,8 @@ def toy_manifest(root) -> pd.DataFrame:
                 path = root / f"{split}_{label}_{i}.wav"
                 sf.write(path, (0.1 * wave / np.abs(wave).max()).astype(np.float32), SR)
                 rows.append({"path": str(path), "label": label, "language": "english", "split": split,
-                             "speaker": f"{label}{i}", "duration": 1.0})
+                             "speaker": f"{label}{i}", "duration": 1.0, "engine": "harmonic" if label == "ai" else "human",
+                             "family": "harmonic" if label == "ai" else "human"})
     return pd.DataFrame(rows)
 
 
@@ -133,3 +134,20 @@ def test_detect_cli_takes_an_ensemble_dir_and_repeated_models(setup):
         assert proc.returncode == 0, proc.stderr
         (result,) = json.loads(proc.stdout)
         assert set(result["members"]) == {"v1", "v2"} and result["fusion"] == "mean"
+
+
+def test_store_versions_make_an_ensemble_and_a_fused_dir_evaluates_like_a_model(setup, tmp_path):
+    from voicelib import evaluate, store
+
+    root, manifest, members = setup
+    with pytest.raises(ModelError, match="needs 2 or more"):
+        fusion.store_versions("english", root=tmp_path / "models")
+    for m in members:
+        store.register(m, root=tmp_path / "models", language="english")
+    versions = fusion.store_versions("english", root=tmp_path / "models")
+    assert len(versions) == 2 and all((v / "model.safetensors").is_file() for v in versions)
+    fusion.build(versions, manifest, tmp_path / "ens", gmm=False, combine="lr")
+    result = evaluate.evaluate_run(tmp_path / "ens", manifest, out_dir=tmp_path / "eval", baselines=False,
+                                   robust=False, n_boot=20)
+    assert 0.0 <= result["eer"] <= 1.0 and result["n_test"] == 8
+    assert result["threshold"] == pytest.approx(Detector.load(tmp_path / "ens").threshold)

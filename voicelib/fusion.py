@@ -224,6 +224,19 @@ def _load_gmm(path: Path) -> LfccGmm:
         raise ModelError(f"{path}: unreadable GMM arrays ({exc}); rebuild the fusion") from None
 
 
+def store_versions(language: str, *, root: str | os.PathLike = "models", last: int = 3) -> list[Path]:
+    """The newest `last` registered versions of `language` in the model store (members for an ensemble)."""
+    from voicelib import store
+
+    versions = store.list_models(root, language)[-last:]
+    if len(versions) < 2:
+        raise ModelError(f"{root}: {len(versions)} stored version(s) of {language}; an ensemble needs 2 or more "
+                         "(train and register another model)")
+    from voicelib.languages import language_name
+
+    return [Path(root) / language_name(language) / v for v in versions]
+
+
 def ensemble(model_dirs: Sequence[str | os.PathLike], *, device: str = "cpu", band: float = DEFAULT_BAND,
              backend: str = "auto", max_duration: float | None = None) -> FusedDetector:
     """An unfitted ensemble of model directories: the mean of their calibrated logits, the mean threshold logit."""
