@@ -1,6 +1,8 @@
 """Attribution: the optional generator-family head learns, saves, reloads, exports and reaches detection."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -47,7 +49,8 @@ def fam(tmp_path_factory) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def trained(fam, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    cfg = train.TrainConfig(epochs=4, batch_size=8, lr=3e-3, seed=0, family_weight=1.0, mix_prob=0.0, segments_per_epoch=64)
+    cfg = train.TrainConfig(epochs=4, batch_size=8, lr=3e-3, seed=0, family_weight=1.0, mix_prob=0.0,
+                            segments_per_epoch=64)
     return train.fit(fam, cfg, out_dir=out / "m", model_config=TINY, augment_config=AugmentConfig.none(),
                      device="cpu", progress=False, cache_dir=out / "cache")
 
@@ -57,9 +60,10 @@ def test_family_targets_mask_humans_unknown_families_and_mixtures(fam, tmp_path)
     assert set(idx[fam["label"] == "human"]) == {-1}
     assert set(idx[(fam["family"] == "high").to_numpy()]) == {-1}  # 'other' is not one of the head's families
     assert set(idx[(fam["family"] == "low").to_numpy()]) == {1}
-    ds = SegmentDataset(fam, AudioCache(tmp_path / "c", SR), segment_seconds=1.0, mix_prob=1.0, families=["high", "low"])
+    cache = AudioCache(tmp_path / "c", SR)
+    ds = SegmentDataset(fam, cache, segment_seconds=1.0, mix_prob=1.0, families=["high", "low"])
     assert all(int(ds[i]["family"]) == -1 for i in range(len(ds)) if float(ds[i]["multi"]) == 1.0)
-    assert int(SegmentDataset(fam, AudioCache(tmp_path / "c", SR), segment_seconds=1.0)[8]["family"]) == -1
+    assert int(SegmentDataset(fam, cache, segment_seconds=1.0)[8]["family"]) == -1  # no families: no targets
 
 
 def test_family_head_needs_two_families_and_round_trips_the_config():
@@ -101,7 +105,8 @@ def test_family_distribution_is_null_without_the_head(trained, fam, tmp_path):
     from voicelib.detect import Detector
 
     cfg = train.TrainConfig(epochs=1, batch_size=8, seed=0)
-    plain = train.fit(fam, cfg, out_dir=tmp_path / "m", model_config=ModelConfig(**{**TINY.__dict__, "family_head": False}),
+    no_head = dataclasses.replace(TINY, family_head=False)
+    plain = train.fit(fam, cfg, out_dir=tmp_path / "m", model_config=no_head,
                       augment_config=AugmentConfig.none(), device="cpu", progress=False, cache_dir=tmp_path / "cache")
     r = Detector.load(plain.model_dir, backend="torch").score_file(fam["path"].iloc[0])
     assert r["familyDistribution"] is None and "train_family_loss" not in plain.history

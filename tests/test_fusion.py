@@ -1,4 +1,4 @@
-"""Fusion and ensembles: the LR is fitted on validation only, fused directories load as one model, the CLI takes them."""
+"""Fusion and ensembles: the LR is fitted on validation only, fused directories load as one model, the CLI too."""
 from __future__ import annotations
 
 import json
@@ -63,8 +63,8 @@ def toy_manifest(root) -> pd.DataFrame:
                 path = root / f"{split}_{label}_{i}.wav"
                 sf.write(path, (0.1 * wave / np.abs(wave).max()).astype(np.float32), SR)
                 rows.append({"path": str(path), "label": label, "language": "english", "split": split,
-                             "speaker": f"{label}{i}", "duration": 1.0, "engine": "harmonic" if label == "ai" else "human",
-                             "family": "harmonic" if label == "ai" else "human"})
+                             "speaker": f"{label}{i}", "duration": 1.0,
+                             **dict.fromkeys(("engine", "family"), "harmonic" if label == "ai" else "human")})
     return pd.DataFrame(rows)
 
 

@@ -144,9 +144,10 @@ def score_waves(detector, waves: Sequence[np.ndarray], *, chunk_duration: float,
         for r in detector.score_arrays(part, detector.sample_rate, chunk_duration=chunk_duration, overlap=overlap):
             families = r.get("familyDistribution") or {}
             rows.append({"logit": r.get("aiLogit", np.nan), "prob": r.get("aiScore", np.nan), "error": r.get("error"),
-                         "family_pred": max(families, key=families.get) if families else None})
+                         "predicted_family": max(families, key=families.get) if families else None})
     frame = pd.DataFrame(rows)
-    return frame if frame["family_pred"].notna().any() else frame.drop(columns="family_pred")
+    has_head = "predicted_family" in frame and frame["predicted_family"].notna().any()
+    return frame if has_head else frame.drop(columns="predicted_family", errors="ignore")
 
 
 def robustness(detector, waves: Sequence[np.ndarray], labels, *, seed: int, chunk_duration: float,
@@ -215,8 +216,7 @@ def _score_split(det, frame: pd.DataFrame, kw: dict) -> tuple[pd.DataFrame, list
     waves, ok = load_waves(frame, det.sample_rate)
     scored = score_waves(det, waves, **kw)
     keep = scored["error"].isna().to_numpy()
-    scored = scored.drop(columns="error").rename(columns={"family_pred": "predicted_family"})
-    part = pd.concat([frame[ok].reset_index(drop=True), scored], axis=1)[keep]
+    part = pd.concat([frame[ok].reset_index(drop=True), scored.drop(columns="error")], axis=1)[keep]
     part = part.reset_index(drop=True)
     part["y"] = _labels(part)
     return part, [w for w, k in zip(waves, keep) if k], int((~ok).sum() + (~keep).sum())

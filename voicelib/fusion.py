@@ -206,7 +206,7 @@ class FusedDetector:
             threshold = float(spec["threshold"])
             combine = spec["combine"]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{path}: not a voicelib fusion file ({exc}); rebuild it with voicelib.fusion.build") from None
+            raise ModelError(f"{path}: not a voicelib fusion file ({exc}); rebuild it with fusion.build") from None
         for d in dirs:
             if not d.is_dir():
                 raise ModelError(f"{path}: member model {d} is missing; restore it or rebuild the fusion")
