@@ -18,7 +18,7 @@ from voicelib.errors import VoiceLibError
 log = logging.getLogger("voicelib")
 
 CSV_COLUMNS = ["file", "aiScore", "classification", "confidence", "threshold", "multiSpeakerScore", "topLanguage",
-               "duration", "nChunks", "skippedChunks", "maxChunkScore", "minChunkScore", "error"]
+               "duration", "nChunks", "skippedChunks", "maxChunkScore", "minChunkScore", "topFamily", "error"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     det = sub.add_parser("detect", help="score audio files, directories or glob patterns")
     det.add_argument("paths", nargs="+", metavar="PATH", help="audio files, directories (recursive) or globs")
     which = det.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", help="model directory (model.safetensors + config.json)")
+    which.add_argument("--model", action="append", help="model directory (model.safetensors + config.json, or a "
+                       "fused/ensemble directory); repeat it to score with the ensemble of those models")
     which.add_argument("--language", help="use the current model of this language in the model store")
     det.add_argument("--models-root", default="models", help="model store folder (default: models)")
     det.add_argument("--format", choices=["json", "csv"], default="json", help="output format on stdout")
@@ -76,10 +77,12 @@ def _csv_row(result: dict) -> dict:
         return {"file": result["file"], "error": result["error"]}
     scores = [c["score"] for c in result["chunks"] if c.get("score") is not None]
     langs = result["languageDistribution"] or {}
+    families = result.get("familyDistribution") or {}
     row = {k: result[k] for k in ("file", "aiScore", "classification", "confidence", "threshold",
                                   "multiSpeakerScore", "duration", "skippedChunks")}
     row.update(topLanguage=max(langs, key=langs.get) if langs else "", nChunks=len(result["chunks"]),
-               maxChunkScore=max(scores), minChunkScore=min(scores), error="")
+               maxChunkScore=max(scores), minChunkScore=min(scores),
+               topFamily=max(families, key=families.get) if families else "", error="")
     return row
 
 
@@ -102,9 +105,15 @@ def _detect(args: argparse.Namespace) -> int:
         raise ValueError("--chunk-duration must be > 0 and --overlap in [0, 1)")
     if args.max_duration is not None and args.max_duration <= 0:
         raise ValueError("--max-duration must be a positive number of seconds (leave it out for any length)")
-    detector = Detector.load(args.model, language=args.language, models_root=args.models_root, device=args.device,
-                             band=args.band, backend=args.backend,
-                             max_duration=args.max_duration)
+    if args.model and len(args.model) > 1:
+        from voicelib.fusion import ensemble
+
+        detector = ensemble(args.model, device=args.device, band=args.band, backend=args.backend,
+                            max_duration=args.max_duration)
+    else:
+        detector = Detector.load(args.model[0] if args.model else None, language=args.language,
+                                 models_root=args.models_root, device=args.device, band=args.band,
+                                 backend=args.backend, max_duration=args.max_duration)
     results, n_failed = detect_paths(args.paths, detector, chunk_duration=args.chunk_duration, overlap=args.overlap)
     sys.stdout.write(format_results(results, args.format))
     for r in results:

@@ -172,7 +172,8 @@ class LfccGmm:
                 x = x[rng.choice(len(x), self.max_frames, replace=False)]
             k = min(self.n_components, max(1, len(x) // 20))
             gmm = GaussianMixture(k, covariance_type="diag", max_iter=100, reg_covar=1e-3, random_state=self.seed)
-            self.gmms[cls] = gmm.fit(self._standardise(x, fit=cls == 0))
+            gmm.fit(self._standardise(x, fit=cls == 0))
+            self.gmms[cls] = (gmm.means_, gmm.covariances_, gmm.weights_)
             log.info("LFCC-GMM class %d: %d frames, %d components", cls, len(x), k)
         return self
 
@@ -189,5 +190,35 @@ class LfccGmm:
         out = []
         for w in waves:
             x = self._standardise(self.frames(w))
-            out.append(float(np.mean(self.gmms[1].score_samples(x) - self.gmms[0].score_samples(x))))
+            out.append(float(np.mean(diag_gmm_loglik(x, *self.gmms[1]) - diag_gmm_loglik(x, *self.gmms[0]))))
         return np.array(out)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted model as plain arrays (means, variances, weights per class; scaling; settings) for np.savez."""
+        if not self.gmms:
+            raise ValueError("LfccGmm.to_arrays called before fit")
+        arrays = {"mean": self.mean, "std": self.std, "n_lfcc": np.array(self.n_lfcc),
+                  "sample_rate": np.array(self.sample_rate)}
+        for cls, (means, variances, weights) in self.gmms.items():
+            arrays.update({f"means_{cls}": means, f"variances_{cls}": variances, f"weights_{cls}": weights})
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "LfccGmm":
+        """Rebuild a fitted model from `to_arrays()` output (no pickle, no sklearn needed to score)."""
+        gmm = cls(n_lfcc=int(arrays["n_lfcc"]), sample_rate=int(arrays["sample_rate"]))
+        gmm.mean, gmm.std = np.asarray(arrays["mean"]), np.asarray(arrays["std"])
+        gmm.gmms = {c: tuple(np.asarray(arrays[f"{k}_{c}"], dtype=np.float64) for k in ("means", "variances", "weights"))
+                    for c in (0, 1)}
+        gmm.n_components = len(gmm.gmms[0][2])
+        return gmm
+
+
+def diag_gmm_loglik(x: np.ndarray, means: np.ndarray, variances: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Log-likelihood of each row of `x` [n, d] under a diagonal-covariance Gaussian mixture ([k, d], [k, d], [k])."""
+    from scipy.special import logsumexp
+
+    precision = 1.0 / variances
+    sq = (x**2) @ precision.T - 2.0 * x @ (means * precision).T + np.sum(means**2 * precision, axis=1)
+    log_norm = -0.5 * (x.shape[1] * np.log(2 * np.pi) + np.sum(np.log(variances), axis=1))
+    return logsumexp(np.log(weights) + log_norm - 0.5 * sq, axis=1)

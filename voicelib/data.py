@@ -1,7 +1,8 @@
 """Fixed-length training and validation segments over a manifest, with class balancing and mixtures.
 
 Targets per segment: `ai` (1 = AI, 0 = human), `ai_mask`, `language` (index into LANGUAGE_NAMES, -1 when
-the language head is masked), `multi` (1 for an on-the-fly two-speaker mixture, else 0).
+the language head is masked), `multi` (1 for an on-the-fly two-speaker mixture, else 0) and `family`
+(index into the model's families for AI clips, -1 for human clips, unknown families and mixtures).
 
 Mixtures take the partner clip from the *same class* and a different speaker whenever the split has one,
 so the AI label stays unambiguous and "two voices" carries no information about the class (both classes
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,17 @@ def label_array(frame: pd.DataFrame) -> np.ndarray:
     return frame["label"].map(LABELS).to_numpy(dtype=np.int64)
 
 
+def family_indices(frame: pd.DataFrame, families: Sequence[str] | None) -> np.ndarray:
+    """Family-head targets: index into `families` for AI clips, -1 for humans, unknown families or no head."""
+    if not families:
+        return np.full(len(frame), -1, dtype=np.int64)
+    from voicelib.manifest import family_of
+
+    lookup = {name: i for i, name in enumerate(families)}
+    index = family_of(frame).map(lambda f: lookup.get(f, -1)).to_numpy(dtype=np.int64)
+    return np.where(frame["label"].to_numpy() == "ai", index, -1)
+
+
 def language_indices(frame: pd.DataFrame, *, active: bool) -> np.ndarray:
     """Language-head targets: index into LANGUAGE_NAMES, or -1 everywhere when the head is masked."""
     if not active:
@@ -61,7 +73,7 @@ class SegmentDataset(Dataset):
 
     def __init__(self, frame: pd.DataFrame, cache: AudioCache, *, segment_seconds: float = 3.0, train: bool = True,
                  augmenter: Augmenter | None = None, mix_prob: float = 0.0, language_head: bool = False,
-                 seed: int = 0, max_crops: int = 4):
+                 seed: int = 0, max_crops: int = 4, families: Sequence[str] | None = None):
         self.frame = frame.reset_index(drop=True)
         self.cache = cache
         self.sr = cache.sr
@@ -73,6 +85,7 @@ class SegmentDataset(Dataset):
         self.epoch = 0
         self.labels = label_array(self.frame)
         self.languages = language_indices(self.frame, active=language_head)
+        self.families = family_indices(self.frame, families)
         self.speakers = self.frame["speaker"].astype(str).to_numpy()
         self.items = list(range(len(self.frame))) if train else self._val_items(max_crops)
 
@@ -117,7 +130,7 @@ class SegmentDataset(Dataset):
         return {"wave": torch.from_numpy(np.array(segment, dtype=np.float32)),  # a copy: memmaps are read-only
                 "ai": torch.tensor(float(self.labels[i])), "ai_mask": torch.tensor(ai_mask),
                 "language": torch.tensor(int(self.languages[i])), "multi": torch.tensor(multi),
-                "clip": torch.tensor(i)}
+                "family": torch.tensor(int(self.families[i]) if not multi else -1), "clip": torch.tensor(i)}
 
     def _train_segment(self, i: int, rng: np.random.Generator) -> np.ndarray:
         """A random crop of clip `i`, augmented (wave level) and cut to the segment length."""

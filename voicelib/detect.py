@@ -6,7 +6,8 @@ scored; a file shorter than one window is one partial window. Partial windows ar
 repeated) up to the window length rather than zero-padded, because runs of exact digital zeros are a
 known source cue. Windows whose RMS is below `silence_dbfs` are skipped and listed as skipped.
 
-Language distribution and multi-speaker score are null when the model's training left that head
+Language distribution, multi-speaker score and family distribution (attribution: which generator family
+an AI clip most resembles, from the optional family head) are null when the model's training left that head
 untrained (one training language; fine-tuning mode "head").
 
 Clip score: the mean of the AI logits of the scored windows, mapped through the Platt calibration the
@@ -59,6 +60,12 @@ def _tile(segment: np.ndarray, length: int) -> np.ndarray:
     if segment.size >= length:
         return segment[:length]
     return np.resize(segment, length)
+
+
+def _mean_softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax of each window's logits [N, K], averaged over the windows."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).mean(axis=0)
 
 
 def classify(prob: float, threshold: float, *, band: float = DEFAULT_BAND) -> tuple[str, float]:
@@ -145,6 +152,8 @@ class Detector:
              backend: str = "auto", max_duration: float | None = None) -> "Detector":
         """Load a model directory (or the current model of `language` in the store); ModelError when unusable.
 
+        A directory with fusion.json or ensemble.json loads as a voicelib.fusion.FusedDetector (same interface).
+
         backend "auto" runs the network in onnxruntime on CPU when it is installed, else in torch;
         max_duration (seconds) refuses longer files, None scores any length.
         """
@@ -166,6 +175,11 @@ class Detector:
             model_dir = store.current(language, root=models_root)
         if not Path(model_dir).is_dir():
             raise ModelError(f"{model_dir}: no such model directory; pass a folder holding model.safetensors and config.json")
+        from voicelib import fusion
+
+        if fusion.fused_file(model_dir) is not None:  # a fused model or ensemble directory: one model to the caller
+            return fusion.FusedDetector.load(model_dir, device=device, band=band, backend=backend,
+                                             max_duration=max_duration)
         try:
             model, meta = load_model(model_dir, device=device)
         except ModelError:
@@ -218,20 +232,20 @@ class Detector:
         """Logits of one batch of features, from torch or onnxruntime."""
         if self.backend == "onnx":
             session = self._session(int(feats.shape[-1]))
-            values = session.run(["ai", "language", "multi"], {"features": feats.cpu().numpy()})
-            return dict(zip(("ai", "language", "multi"), values))
+            names = [o.name for o in session.get_outputs()]
+            return dict(zip(names, session.run(names, {"features": feats.cpu().numpy()})))
         return {k: v.float().cpu().numpy() for k, v in self.model(feats).items()}
 
     def _forward(self, chunks: np.ndarray) -> dict[str, np.ndarray]:
         """Run front end and network over [N, L] chunks in batches; return numpy logits per head."""
         import torch
 
-        outs: dict[str, list[np.ndarray]] = {"ai": [], "language": [], "multi": []}
+        outs: dict[str, list[np.ndarray]] = {}
         with torch.inference_mode():
             for i in range(0, len(chunks), self.batch_size):
                 y = self._network(self.features(torch.from_numpy(chunks[i:i + self.batch_size]).to(self.device)))
-                for key in outs:
-                    outs[key].append(y[key])
+                for key, value in y.items():
+                    outs.setdefault(key, []).append(value)
         return {k: np.concatenate(v) for k, v in outs.items()}
 
     def _prepare(self, wave: np.ndarray, sr: int, name: str, chunk_duration: float, overlap: float):
@@ -261,7 +275,13 @@ class Detector:
         """Whether the language and multi-speaker heads were trained (an untrained head's output means nothing)."""
         weights = (self.meta.get("training") or {}).get("loss_weights") or {}
         language = self.meta.get("language_head_active", weights.get("language", 1.0) != 0)
-        return {"language": bool(language), "multi": weights.get("multi", 1.0) != 0}
+        return {"language": bool(language), "multi": weights.get("multi", 1.0) != 0,
+                "family": bool(self.families) and weights.get("family", 1.0) != 0}
+
+    @property
+    def families(self) -> list[str]:
+        """The family head's classes ([] when the model has no family head)."""
+        return list(getattr(getattr(self.model, "cfg", None), "families", ()) or ())
 
     def _result(self, name: str, n: int, bounds, kept, logits: dict[str, np.ndarray]) -> dict:
         """Assemble the per-file result from the logits of its kept windows."""
@@ -270,20 +290,22 @@ class Detector:
         mean_logit = float(logits["ai"].mean())
         prob = float(apply_platt(mean_logit, a, b))
         label, confidence = classify(prob, self.threshold, band=self.band)
-        lang = np.exp(logits["language"] - logits["language"].max(axis=1, keepdims=True))
-        lang = (lang / lang.sum(axis=1, keepdims=True)).mean(axis=0)
+        lang = _mean_softmax(logits["language"])
         chunk_probs = dict(zip(kept, apply_platt(logits["ai"], a, b)))
         chunks = [{"start": round(s / sr, 3), "end": round(e / sr, 3),
                    **({"score": round(float(chunk_probs[i]), 6)} if i in chunk_probs else {"score": None, "skipped": "silent"})}
                   for i, (s, e) in enumerate(bounds)]
         multi = float((1.0 / (1.0 + np.exp(-logits["multi"]))).mean())
         trained = self._trained_heads()
+        family = _mean_softmax(logits["family"]) if trained["family"] and "family" in logits else None
         return {
             "file": name, "aiScore": round(prob, 6), "classification": label, "confidence": round(confidence, 6),
             "threshold": round(self.threshold, 6), "aiLogit": round(mean_logit, 6),
             "languageDistribution": ({lg: round(float(p), 6) for lg, p in zip(self.languages, lang)}
                                      if trained["language"] else None),
             "multiSpeakerScore": round(multi, 6) if trained["multi"] else None,
+            "familyDistribution": ({f: round(float(p), 6) for f, p in zip(self.families, family)}
+                                   if family is not None else None),
             "duration": round(n / sr, 3), "chunks": chunks, "skippedChunks": len(bounds) - len(kept),
         }
 

@@ -142,8 +142,12 @@ def score_waves(detector, waves: Sequence[np.ndarray], *, chunk_duration: float,
     for i in range(0, len(waves), files_per_batch):
         part = waves[i:i + files_per_batch]
         for r in detector.score_arrays(part, detector.sample_rate, chunk_duration=chunk_duration, overlap=overlap):
-            rows.append({"logit": r.get("aiLogit", np.nan), "prob": r.get("aiScore", np.nan), "error": r.get("error")})
-    return pd.DataFrame(rows)
+            families = r.get("familyDistribution") or {}
+            rows.append({"logit": r.get("aiLogit", np.nan), "prob": r.get("aiScore", np.nan), "error": r.get("error"),
+                         "predicted_family": max(families, key=families.get) if families else None})
+    frame = pd.DataFrame(rows)
+    has_head = "predicted_family" in frame and frame["predicted_family"].notna().any()
+    return frame if has_head else frame.drop(columns="predicted_family", errors="ignore")
 
 
 def robustness(detector, waves: Sequence[np.ndarray], labels, *, seed: int, chunk_duration: float,
@@ -281,6 +285,8 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
                                                        band=band)
     test["classification"] = [det_class(p, det.threshold, band) for p in test["prob"]]
     test["seen"] = unseen.seen_status(test, parts["train"], parts["val"])
+    if "predicted_family" in test:
+        result["attribution"] = attribution(test, det.families)
     _write_scores(test, out_dir / "scores.csv")
     write_json(out_dir / "metrics.json", _jsonable(result))
     log.info("test EER %.3f, AUC %.3f on %d clips", result["eer"], result["roc_auc"], len(test))
@@ -290,6 +296,22 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
             log.info("%s-engine EER %.3f [%.3f-%.3f] on %d AI clips (%s) vs %d human", name, group["eer"],
                      *group["eer_ci"], group["n_ai"], ", ".join(group["engines"]), group["n_human"])
     return result
+
+
+def attribution(test: pd.DataFrame, families: Sequence[str]) -> dict:
+    """Family-head accuracy on the test AI clips whose family the head knows, and the counts of true vs predicted."""
+    from voicelib.manifest import family_of
+
+    ai = test[test["y"] == 1]
+    true = family_of(ai)
+    known = true.isin(list(families))
+    counts = pd.crosstab(true, ai["predicted_family"]).to_dict(orient="index")
+    return {"families": list(families), "n_ai": len(ai), "n_known_family": int(known.sum()),
+            "accuracy_known_families": float((ai["predicted_family"][known] == true[known]).mean()) if known.any() else None,
+            "unknown_families": sorted(set(true[~known])), "counts": {k: {p: int(n) for p, n in v.items()}
+                                                                       for k, v in counts.items()},
+            "note": "predicted family of each test AI clip (argmax of familyDistribution); families the head was "
+                    "never trained on can only be matched to the closest known one"}
 
 
 def _score_split_waves(frame: pd.DataFrame, sr: int) -> tuple[np.ndarray, list[np.ndarray], int]:
@@ -313,7 +335,7 @@ def _relative(path: str | os.PathLike, base: Path) -> str:
 
 def _write_scores(frame: pd.DataFrame, path: Path) -> None:
     cols = [c for c in ("path", "label", "language", "family", "engine", "source", "speaker", "logit", "prob",
-                        "classification", "seen")
+                        "classification", "seen", "predicted_family")
             if c in frame] + [c for c in frame if c.startswith(("robust_", "lfcc_gmm", "shortcut_probe"))]
     with atomic_path(path) as tmp:
         frame[cols].rename(columns={"prob": "ai_score", "logit": "ai_logit"}).to_csv(tmp, index=False)

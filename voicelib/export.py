@@ -17,13 +17,13 @@ from torch import nn
 from voicelib.errors import ModelError
 from voicelib.features import n_frames
 from voicelib.io import atomic_path
-from voicelib.model import HEADS, ResNet18Detector
+from voicelib.model import ResNet18Detector, output_names
 
 logger = logging.getLogger(__name__)
 
 
 class _TupleOutputs(nn.Module):
-    """Wrap the detector so the exported graph returns (ai, language, multi) in a fixed order."""
+    """Wrap the detector so the exported graph returns (ai, language, multi[, family]) in a fixed order."""
 
     def __init__(self, model: ResNet18Detector):
         super().__init__()
@@ -31,7 +31,7 @@ class _TupleOutputs(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(features)
-        return tuple(out[name] for name in HEADS)
+        return tuple(out[name] for name in output_names(self.model))
 
 
 def _as_model(model_or_dir: ResNet18Detector | str | os.PathLike) -> ResNet18Detector:
@@ -56,12 +56,12 @@ def export_onnx(model_or_dir: ResNet18Detector | str | os.PathLike, out_path: st
     """Write an ONNX graph (dynamic batch axis; outputs ai, language, multi) and compare it with torch."""
     model = _as_model(model_or_dir).cpu().eval()
     example = example_features(model, frames=frames)
-    out_path = Path(out_path)
+    out_path, heads = Path(out_path), output_names(model)
     with atomic_path(out_path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(_TupleOutputs(model), (example,), str(tmp), input_names=["features"],
-                          output_names=list(HEADS), opset_version=opset, dynamo=False,
-                          dynamic_axes={"features": {0: "batch"}, **{h: {0: "batch"} for h in HEADS}})
+                          output_names=list(heads), opset_version=opset, dynamo=False,
+                          dynamic_axes={"features": {0: "batch"}, **{h: {0: "batch"} for h in heads}})
         if check:
             diff = onnx_max_diff(model, tmp, example_features(model, batch=3, frames=frames, seed=1))
             if diff > atol:
@@ -76,10 +76,11 @@ def onnx_max_diff(model: ResNet18Detector, onnx_path: str | os.PathLike, feature
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(list(HEADS), {"features": features.numpy().astype(np.float32)})
+    heads = output_names(model)
+    got = session.run(list(heads), {"features": features.numpy().astype(np.float32)})
     with torch.no_grad():
         want = model.eval()(features)
-    return max(float(np.max(np.abs(g - want[h].numpy()))) for g, h in zip(got, HEADS))
+    return max(float(np.max(np.abs(g - want[h].numpy()))) for g, h in zip(got, heads))
 
 
 def quantize_dynamic(model_or_dir: ResNet18Detector | str | os.PathLike) -> nn.Module:

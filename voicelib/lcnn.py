@@ -126,9 +126,9 @@ class LCNNDetector(nn.Module):
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits: `ai` [B] (higher = more AI), `language` [B, n_languages], `multi` [B]."""
-        z = self.dropout(self.embed(features))
-        return {"ai": self.heads["ai"](z).squeeze(-1), "language": self.heads["language"](z),
-                "multi": self.heads["multi"](z).squeeze(-1)}
+        from voicelib.model import head_outputs
+
+        return head_outputs(self.heads, self.dropout(self.embed(features)))
 
 
 def build_lcnn(cfg: Any | None = None, *, seed: int | None = None) -> LCNNDetector:

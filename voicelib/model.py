@@ -54,9 +54,14 @@ class ModelConfig:
     arch: str = "resnet18"  # resnet18 (the design's default) or lcnn (the ASVspoof light CNN)
     ai_head: str = "linear"  # linear (binary cross-entropy) or ocsoftmax (one-class softmax around human speech)
     preprocess: PreprocessConfig = dataclasses.field(default_factory=PreprocessConfig.off)  # in every path
+    family_head: bool = False  # attribution: a head saying which generator family an AI clip resembles
+    families: tuple[str, ...] = ()  # the family head's classes (train.fit fills them from the training AI clips)
 
     def __post_init__(self) -> None:
         self.blocks = tuple(int(b) for b in self.blocks)
+        self.families = tuple(str(f) for f in self.families)
+        if len(set(self.families)) != len(self.families) or (self.families and not self.family_head):
+            raise ValueError(f"ModelConfig: families {list(self.families)} must be distinct and need family_head=True")
         if isinstance(self.features, dict):
             self.features = FeatureConfig.from_dict(self.features)
         if isinstance(self.preprocess, dict):
@@ -90,7 +95,8 @@ class ModelConfig:
         return {"width": self.width, "blocks": list(self.blocks), "dropout": self.dropout,
                 "n_languages": self.n_languages, "segment_seconds": self.segment_seconds,
                 "features": self.features.to_dict(), "arch": self.arch, "ai_head": self.ai_head,
-                "preprocess": self.preprocess.to_dict()}
+                "preprocess": self.preprocess.to_dict(), "family_head": self.family_head,
+                "families": list(self.families)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -183,10 +189,21 @@ class ResNet18Detector(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits: `ai` [B] (higher = more AI), `language` [B, n_languages], `multi` [B]."""
-        z = self.dropout(self.embed(features))
-        return {"ai": self.heads["ai"](z).squeeze(-1), "language": self.heads["language"](z),
-                "multi": self.heads["multi"](z).squeeze(-1)}
+        """Logits: `ai` [B] (higher = more AI), `language` [B, n_languages], `multi` [B] (`family` [B, n_families])."""
+        return head_outputs(self.heads, self.dropout(self.embed(features)))
+
+
+def head_outputs(heads: nn.ModuleDict, z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The logits of every head on embeddings `z`; `family` only when the model has that head."""
+    out = {"ai": heads["ai"](z).squeeze(-1), "language": heads["language"](z), "multi": heads["multi"](z).squeeze(-1)}
+    if "family" in heads:
+        out["family"] = heads["family"](z)
+    return out
+
+
+def output_names(model: nn.Module) -> tuple[str, ...]:
+    """The names of a network's outputs, in export order: HEADS, then `family` when it has that head."""
+    return HEADS + (("family",) if "family" in model.heads else ())
 
 
 def _network(cfg: ModelConfig) -> nn.Module:
@@ -201,6 +218,11 @@ def _network(cfg: ModelConfig) -> nn.Module:
         from voicelib.losses import OCSoftmaxHead
 
         net.heads["ai"] = OCSoftmaxHead(cfg.embedding_dim, **OCSOFTMAX)
+    if cfg.family_head:
+        if len(cfg.families) < 2:
+            raise ValueError(f"ModelConfig: family_head needs at least 2 families, got {list(cfg.families)}; "
+                             "train.fit fills them from the training AI clips")
+        net.heads["family"] = nn.Linear(cfg.embedding_dim, len(cfg.families))
     return net
 
 

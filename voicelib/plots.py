@@ -159,6 +159,25 @@ def robustness(result: dict) -> Any:
     return fig
 
 
+def family_confusion(scores: pd.DataFrame) -> Any:
+    """Attribution: true generator family of the test AI clips against the family head's prediction (row shares)."""
+    from voicelib.manifest import family_of
+
+    plt = _plt()
+    ai = scores[labels_of(scores) == 1]
+    table = pd.crosstab(family_of(ai), ai["predicted_family"].fillna("-"))
+    shares = table.to_numpy(dtype=float) / np.maximum(table.to_numpy().sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * table.shape[1], 1.0 + 0.5 * table.shape[0]))
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(table.to_numpy()):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=9, color="white" if shares[i, j] > 0.5 else "black")
+    ax.set(xticks=range(table.shape[1]), yticks=range(table.shape[0]), xticklabels=table.columns,
+           yticklabels=table.index, xlabel="predicted family", ylabel="true family",
+           title="Attribution, test AI clips")
+    ax.tick_params(axis="x", rotation=45)
+    return fig
+
+
 def evaluation_figures(scores: pd.DataFrame, result: dict, val_scores: pd.DataFrame | None = None) -> dict[str, Any]:
     """Every evaluation figure, by name, from scores.csv (and val_scores.csv) and metrics.json."""
     columns = {"model": "ai_logit", **{k: k for k in ("lfcc_gmm", "shortcut_probe") if k in scores}}
@@ -167,6 +186,8 @@ def evaluation_figures(scores: pd.DataFrame, result: dict, val_scores: pd.DataFr
                "score_histogram": score_histogram(scores, result), "reliability": reliability(scores, result, val_scores)}
     if result.get("robustness"):
         figures["robustness"] = robustness(result)
+    if "predicted_family" in scores and scores["predicted_family"].notna().any() and labels_of(scores).any():
+        figures["family_confusion"] = family_confusion(scores)
     for fig in figures.values():
         fig.tight_layout()
     return figures

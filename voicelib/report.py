@@ -191,6 +191,12 @@ def evaluation_section(run_dir: Path) -> str:
     if isinstance(m.get("operating_point"), dict):
         parts.append("<h4>what a user gets at the shipped threshold (share called AI_GENERATED / HUMAN)</h4>"
                      + records_table(m["operating_point"], "class or family"))
+    if isinstance(m.get("attribution"), dict):
+        att = m["attribution"]
+        parts.append("<h4>attribution (generator-family head, test AI clips)</h4>"
+                     + kv_table({k: att.get(k) for k in ("families", "n_ai", "n_known_family", "accuracy_known_families",
+                                                         "unknown_families")})
+                     + f"<p class='muted'>{esc(att.get('note', ''))}</p>")
     for column, table in m.get("breakdowns", {}).items():
         parts.append(f"<h4>per {esc(column)}</h4>{records_table(table, column)}")
     probe, boxes = base.get("shortcut_probe", {}), []
@@ -209,7 +215,8 @@ def evaluation_section(run_dir: Path) -> str:
     else:
         parts.append('<h4>robustness</h4><p class="muted">not evaluated in this run (robustness=False)</p>')
     rest = {k: v for k, v in m.items() if k not in {*HEADLINE, "ci", "baselines", "figures", "breakdowns", "robustness", "operating_point",
-                                                   "calibration", "inconclusive", "val_check", "shortcut_warning"}}
+                                                   "calibration", "inconclusive", "val_check", "shortcut_warning",
+                                                   "attribution"}}
     parts.append(f"<details><summary>all other values in metrics.json</summary>{nested_html(rest)}</details>")
     return "".join(parts)
 

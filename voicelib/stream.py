@@ -86,12 +86,12 @@ def score_stream(detector: "Detector", path: str | os.PathLike, *, chunk_duratio
     floor = 10.0 ** (detector.silence_dbfs / 20.0)
     kept: list[int] = []
     batch: list[np.ndarray] = []
-    logits: dict[str, list[np.ndarray]] = {"ai": [], "language": [], "multi": []}
+    logits: dict[str, list[np.ndarray]] = {}
 
     def flush() -> None:
         if batch:
             for key, value in detector._forward(np.stack(batch)).items():
-                logits[key].append(value)
+                logits.setdefault(key, []).append(value)
             batch.clear()
 
     blocks = audio.stream_blocks(path, sr=sr, block_seconds=block_seconds, max_duration=detector.max_duration)

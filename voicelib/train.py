@@ -57,6 +57,7 @@ class TrainConfig:
     mix_prob: float = 0.2  # share of training segments made two-speaker mixtures (multi-speaker head)
     language_weight: float = 0.3  # loss weight of the language head (used when training has >= 2 languages)
     multi_weight: float = 0.3  # loss weight of the multi-speaker head
+    family_weight: float = 0.3  # loss weight of the generator-family head (when ModelConfig.family_head is set)
     segments_per_epoch: int = 0  # segments drawn per epoch; 0 means one pass over the training audio
     mode: str = "scratch"  # scratch, full (all weights of base_model), frozen (backbone fixed) or head (AI head)
     base_model: str = ""  # model directory to fine-tune from; empty trains from scratch
@@ -74,7 +75,7 @@ class TrainConfig:
                                  ("threads", 0, 1024)):
             config.check_range(name, field, getattr(self, field), low, high, integer=True)
         for field, low, high in (("weight_decay", 0, 10), ("warmup_fraction", 0, 0.9), ("mix_prob", 0, 1),
-                                 ("language_weight", 0, 100), ("multi_weight", 0, 100)):
+                                 ("language_weight", 0, 100), ("multi_weight", 0, 100), ("family_weight", 0, 100)):
             config.check_range(name, field, getattr(self, field), low, high)
         config.check_range(name, "lr", self.lr, 1e-8, 10.0)
         config.check_range(name, "sam_rho", self.sam_rho, 1e-6, 10.0)
@@ -151,6 +152,21 @@ def prepare_model(cfg: TrainConfig, model_config: ModelConfig | None) -> tuple[R
     return model, {"base_language": meta.get("language")}
 
 
+def with_families(model_config: ModelConfig | None, train_df: pd.DataFrame) -> ModelConfig | None:
+    """The config with the family head's classes filled from the training AI clips (off with fewer than 2)."""
+    if model_config is None or not model_config.family_head or model_config.families:
+        return model_config
+    from voicelib.manifest import family_of
+
+    ai = train_df[train_df["label"] == "ai"]
+    families = sorted(set(family_of(ai)) - {"", "unknown"})
+    if len(families) < 2:
+        logger.warning("family head off: the training AI clips come from %d family (%s); it needs 2 or more",
+                       len(families), ", ".join(families) or "none")
+        return dataclasses.replace(model_config, family_head=False)
+    return dataclasses.replace(model_config, families=tuple(families))
+
+
 def set_trainable(model: ResNet18Detector, mode: str) -> None:
     """requires_grad per mode: all ('scratch'/'full'), heads only ('frozen'), AI head only ('head')."""
     for name, p in model.named_parameters():
@@ -191,7 +207,10 @@ def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weights
     lang = batch["language"]
     result["language"] = F.cross_entropy(out["language"].float(), lang, ignore_index=-1) if (lang >= 0).any() else zero
     result["multi"] = F.binary_cross_entropy_with_logits(out["multi"].float(), batch["multi"]) if weights["multi"] else zero
-    result["total"] = sum(weights[k] * result[k] for k in ("ai", "language", "multi"))
+    fam = batch.get("family")
+    result["family"] = (F.cross_entropy(out["family"].float(), fam, ignore_index=-1)
+                        if "family" in out and weights.get("family") and (fam >= 0).any() else zero)
+    result["total"] = sum(weights.get(k, 0.0) * result[k] for k in ("ai", "language", "multi", "family"))
     return result
 
 
@@ -249,7 +268,7 @@ def train_epoch(run: _Run, loader: DataLoader, epoch: int, *, progress: bool) ->
         n += 1
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
-    order = ("total", "ai", "language", "multi")
+    order = ("total", "ai", "language", "multi") + (("family",) if run.weights.get("family") else ())
     return {f"train_{'loss' if k == 'total' else k + '_loss'}": sums.get(k, 0.0) / max(n, 1) for k in order}
 
 
@@ -344,7 +363,7 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
     train_df, val_df = check_splits(manifest)
     out_dir = checkpoint.prepare_out_dir(out_dir, resume=resume)
     dev = resolve_device(device)
-    model, base_info = prepare_model(cfg, model_config)
+    model, base_info = prepare_model(cfg, with_families(model_config, train_df))
     mcfg = model.cfg
     cache = AudioCache(cache_dir or out_dir / "cache", mcfg.features.sample_rate, preprocess=mcfg.preprocess)
     both = pd.concat([train_df, val_df])
@@ -352,10 +371,12 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
     aug = augment_config if augment_config is not None else AugmentConfig()
     language_head = train_df["language"].nunique() >= 2 and cfg.mode != "head"
     weights = {"ai": 1.0, "language": cfg.language_weight if language_head else 0.0,
-               "multi": cfg.multi_weight if cfg.mode != "head" else 0.0}
+               "multi": cfg.multi_weight if cfg.mode != "head" else 0.0,
+               "family": cfg.family_weight if mcfg.families and cfg.mode != "head" else 0.0}
     train_ds = data.SegmentDataset(train_df, cache, segment_seconds=mcfg.segment_seconds, train=True,
                                    augmenter=Augmenter(aug), mix_prob=cfg.mix_prob if weights["multi"] else 0.0,
-                                   language_head=language_head, seed=cfg.seed)
+                                   language_head=language_head, seed=cfg.seed,
+                                   families=mcfg.families if weights["family"] else None)
     val_ds = data.SegmentDataset(val_df, cache, segment_seconds=mcfg.segment_seconds, train=False)
     n_samples = cfg.segments_per_epoch or data.segments_per_epoch(train_df, mcfg.segment_seconds)
     steps = max(n_samples // cfg.batch_size, 1) * cfg.epochs
