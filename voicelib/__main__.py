@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--format", choices=["json", "csv"], default="json", help="output format on stdout")
     det.add_argument("--chunk-duration", type=float, default=3.0, help="window length in seconds (default 3)")
     det.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
-    det.add_argument("--band", type=float, default=None, help="inconclusive half-width around the threshold (default: the model's, sized on validation)")
+    det.add_argument("--band", type=float, default=None,
+                     help="inconclusive half-width around the threshold (default: the model's, sized on validation)")
     det.add_argument("--max-duration", type=float, default=None, metavar="SECONDS",
                      help="refuse files longer than this (default: any length; long files are streamed)")
     det.add_argument("--device", default="cpu", help="cpu or cuda")

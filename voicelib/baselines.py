@@ -99,7 +99,8 @@ class ShortcutProbe:
         labels = np.asarray(labels).astype(int)
         if np.unique(labels).size < 2:
             raise ValueError("ShortcutProbe.fit needs human and AI clips in the training split")
-        self.pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed))
+        self.pipeline = make_pipeline(StandardScaler(),
+                                      LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed))
         self.pipeline.fit(np.asarray(features, dtype=np.float64), labels)
         return self
 
@@ -150,7 +151,8 @@ class LfccGmm:
         from voicelib.features import FeatureConfig, lfcc
 
         wave = np.asarray(wave, dtype=np.float32)
-        cfg = FeatureConfig(sample_rate=self.sample_rate, fmax=self.sample_rate / 2, n_lfcc=self.n_lfcc, lfcc_deltas=True)
+        cfg = FeatureConfig(sample_rate=self.sample_rate, fmax=self.sample_rate / 2, n_lfcc=self.n_lfcc,
+                            lfcc_deltas=True)
         x = lfcc(wave, cfg).T
         rms = librosa.feature.rms(y=wave, frame_length=cfg.n_fft, hop_length=cfg.hop_length, center=True)[0]
         n = min(len(x), len(rms))
@@ -208,7 +210,8 @@ class LfccGmm:
         """Rebuild a fitted model from `to_arrays()` output (no pickle, no sklearn needed to score)."""
         gmm = cls(n_lfcc=int(arrays["n_lfcc"]), sample_rate=int(arrays["sample_rate"]))
         gmm.mean, gmm.std = np.asarray(arrays["mean"]), np.asarray(arrays["std"])
-        gmm.gmms = {c: tuple(np.asarray(arrays[f"{k}_{c}"], dtype=np.float64) for k in ("means", "variances", "weights"))
+        gmm.gmms = {c: tuple(np.asarray(arrays[f"{k}_{c}"], dtype=np.float64)
+                             for k in ("means", "variances", "weights"))
                     for c in (0, 1)}
         gmm.n_components = len(gmm.gmms[0][2])
         return gmm

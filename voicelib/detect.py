@@ -38,7 +38,8 @@ SILENCE_DBFS = -60.0  # chunks with an RMS level below this are skipped as silen
 STREAM_ABOVE = 300.0  # seconds: longer files are streamed (bounded memory) instead of decoded whole
 
 
-def chunk_bounds(n_samples: int, sr: int, *, chunk_duration: float = 3.0, overlap: float = 0.5) -> list[tuple[int, int]]:
+def chunk_bounds(n_samples: int, sr: int, *, chunk_duration: float = 3.0,
+                 overlap: float = 0.5) -> list[tuple[int, int]]:
     """Return (start, end) sample indices of the scoring windows; the last one may be partial."""
     if chunk_duration <= 0:
         raise ValueError(f"chunk_duration must be positive, got {chunk_duration}")
@@ -174,7 +175,8 @@ class Detector:
         if model_dir is None:
             model_dir = store.current(language, root=models_root)
         if not Path(model_dir).is_dir():
-            raise ModelError(f"{model_dir}: no such model directory; pass a folder holding model.safetensors and config.json")
+            raise ModelError(f"{model_dir}: no such model directory; "
+                             "pass a folder holding model.safetensors and config.json")
         from voicelib import fusion
 
         if fusion.fused_file(model_dir) is not None:  # a fused model or ensemble directory: one model to the caller
@@ -186,16 +188,19 @@ class Detector:
             raise
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
             reason = " ".join(str(exc).split())[:300]
-            raise ModelError(f"{model_dir}: cannot load the model ({reason}); retrain it or pick another model directory") from None
+            raise ModelError(f"{model_dir}: cannot load the model ({reason}); "
+                             "retrain it or pick another model directory") from None
         model.eval()
         cfg = model.cfg.features
         a, b = _calibration(meta)
         raw_threshold = float(meta.get("threshold", 0.0))
-        threshold = float(apply_platt(raw_threshold, a, b)) if meta.get("threshold_scale", "logit") == "logit" else raw_threshold
+        threshold = (float(apply_platt(raw_threshold, a, b)) if meta.get("threshold_scale", "logit") == "logit"
+                     else raw_threshold)
         return cls(model=inference_copy(model), features=frontend(cfg).to(device).eval(),
                    meta=dict(meta, model_dir=str(model_dir)), threshold=threshold, calibration=(a, b),
                    sample_rate=int(cfg.sample_rate), device=device,
-                   band=float(meta.get("band", DEFAULT_BAND)) if band is None else band, backend=_pick_backend(backend, device),
+                   band=float(meta.get("band", DEFAULT_BAND)) if band is None else band,
+                   backend=_pick_backend(backend, device),
                    max_duration=max_duration, preprocess=model.cfg.preprocess)
 
     def prepared(self, wave: np.ndarray) -> np.ndarray:
@@ -293,7 +298,8 @@ class Detector:
         lang = _mean_softmax(logits["language"])
         chunk_probs = dict(zip(kept, apply_platt(logits["ai"], a, b)))
         chunks = [{"start": round(s / sr, 3), "end": round(e / sr, 3),
-                   **({"score": round(float(chunk_probs[i]), 6)} if i in chunk_probs else {"score": None, "skipped": "silent"})}
+                   **({"score": round(float(chunk_probs[i]), 6)} if i in chunk_probs
+                      else {"score": None, "skipped": "silent"})}
                   for i, (s, e) in enumerate(bounds)]
         multi = float((1.0 / (1.0 + np.exp(-logits["multi"]))).mean())
         trained = self._trained_heads()
@@ -404,7 +410,8 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[di
             found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUPPORTED_EXTENSIONS)
             out.extend(found)
             if not found:
-                problems.append({"file": str(raw), "error": "directory holds no audio files with a supported extension"})
+                problems.append({"file": str(raw),
+                                 "error": "directory holds no audio files with a supported extension"})
         elif not p.exists() and glob.has_magic(str(raw)):
             matches = [m for m in sorted(glob.glob(str(raw), recursive=True)) if Path(m).is_file()]
             out.extend(matches)
@@ -420,7 +427,8 @@ def detect_paths(paths: Iterable[str | os.PathLike], detector: Detector, *, chun
     """Score every file the paths expand to, a few files per batch; return (results, number of failures)."""
     files, results = expand_paths(paths)
     for i in range(0, len(files), files_per_batch):
-        results.extend(detector.score_files(files[i:i + files_per_batch], chunk_duration=chunk_duration, overlap=overlap))
+        results.extend(detector.score_files(files[i:i + files_per_batch], chunk_duration=chunk_duration,
+                                            overlap=overlap))
     n_failed = sum("error" in r for r in results)
     log.info("scored %d files, %d failed", len(results) - n_failed, n_failed)
     return results, n_failed

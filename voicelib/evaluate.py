@@ -183,7 +183,8 @@ def run_baselines(train: tuple, test: tuple, *, seed: int, sr: int, gmm_componen
     lfcc = {"eer": gmm_eer, "roc_auc": metrics.roc_auc(test_y, gmm_scores), "n_components": gmm_components,
             "features": "LFCC 20 + deltas + double deltas", "score": "mean frame log-likelihood ratio, AI minus human"}
     # a baseline decision at LLR 0 (equal likelihood), not tuned on test
-    lfcc.update({k: v for k, v in metrics.binary_metrics(test_y, gmm_scores, 0.0).items() if k in ("accuracy", "confusion")})
+    lfcc.update({k: v for k, v in metrics.binary_metrics(test_y, gmm_scores, 0.0).items()
+                 if k in ("accuracy", "confusion")})
     probe = ShortcutProbe(seed=seed).fit(shortcut_matrix(train_w, sr), train_y)
     probe_scores = probe.score(shortcut_matrix(test_w, sr))
     verdict = probe.verdict(test_y, probe_scores)
@@ -263,7 +264,8 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
         _write_scores(val_frame, out_dir / "val_scores.csv")
     if val is not None:
         rate, thr = metrics.eer(*val)
-        result["val_check"] = {"eer": rate, "eer_threshold_logit": thr, "note": "validation re-scored as detection does"}
+        result["val_check"] = {"eer": rate, "eer_threshold_logit": thr,
+                               "note": "validation re-scored as detection does"}
     result["calibration"] = calibration_summary(*det.calibration, val=val, test=(test["y"], test["logit"]))
     result["inconclusive"] = inconclusive_summary(test["y"], test["prob"], threshold=det.threshold, band=band)
     result["robustness"], result["baselines"], result["shortcut_warning"] = {}, {}, None
@@ -307,7 +309,8 @@ def attribution(test: pd.DataFrame, families: Sequence[str]) -> dict:
     known = true.isin(list(families))
     counts = pd.crosstab(true, ai["predicted_family"]).to_dict(orient="index")
     return {"families": list(families), "n_ai": len(ai), "n_known_family": int(known.sum()),
-            "accuracy_known_families": float((ai["predicted_family"][known] == true[known]).mean()) if known.any() else None,
+            "accuracy_known_families": (float((ai["predicted_family"][known] == true[known]).mean())
+                                        if known.any() else None),
             "unknown_families": sorted(set(true[~known])), "counts": {k: {p: int(n) for p, n in v.items()}
                                                                        for k, v in counts.items()},
             "note": "predicted family of each test AI clip (argmax of familyDistribution); families the head was "

@@ -27,9 +27,9 @@ from torch import nn
 
 from voicelib.errors import ModelError
 from voicelib.features import FeatureConfig
-from voicelib.preprocess import PreprocessConfig
 from voicelib.io import atomic_path, read_json, write_json
 from voicelib.languages import LANGUAGE_NAMES
+from voicelib.preprocess import PreprocessConfig
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: arch {self.arch!r} / ai_head {self.ai_head!r} unknown; use arch one of "
                              f"{', '.join(ARCHS)} and ai_head one of {', '.join(AI_HEADS)}")
         if self.width < 1 or len(self.blocks) != 4 or min(self.blocks) < 1:
-            raise ValueError(f"ModelConfig: width {self.width} / blocks {self.blocks} invalid; use width>=1 and 4 positive block counts")
+            raise ValueError(f"ModelConfig: width {self.width} / blocks {self.blocks} invalid; "
+                             "use width>=1 and 4 positive block counts")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig: dropout {self.dropout} must be in [0, 1)")
         if self.segment_seconds <= 0:

@@ -183,7 +183,8 @@ def evaluation_figures(scores: pd.DataFrame, result: dict, val_scores: pd.DataFr
     columns = {"model": "ai_logit", **{k: k for k in ("lfcc_gmm", "shortcut_probe") if k in scores}}
     roc, det = roc_and_det(scores, columns)
     figures = {"confusion_matrix": confusion(result), "roc": roc, "det": det,
-               "score_histogram": score_histogram(scores, result), "reliability": reliability(scores, result, val_scores)}
+               "score_histogram": score_histogram(scores, result),
+               "reliability": reliability(scores, result, val_scores)}
     if result.get("robustness"):
         figures["robustness"] = robustness(result)
     if "predicted_family" in scores and scores["predicted_family"].notna().any() and labels_of(scores).any():

@@ -7,15 +7,27 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from voicelib import plots
 from voicelib.errors import VoiceLibError
 from voicelib.io import atomic_write, read_json, write_json
 from voicelib.manifest import summary as data_summary_table
-from voicelib.report_html import (CLIP_SECONDS, CSS, SR, audio_tag, esc, figure_png, fmt, img_tag, kv_table,
-                                  load_clip, nested_html, records_table, table_html)
+from voicelib.report_html import (
+    CLIP_SECONDS,
+    CSS,
+    SR,
+    audio_tag,
+    esc,
+    figure_png,
+    fmt,
+    img_tag,
+    kv_table,
+    load_clip,
+    nested_html,
+    records_table,
+    table_html,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +194,8 @@ def evaluation_section(run_dir: Path) -> str:
     if base:
         rows = {"model (this run)": m, **base}
         parts.append("<div><h4>baselines, same test clips</h4>" + table_html(pd.DataFrame(
-            [{"scorer": k, **{c: fmt(v[c]) for c in ("eer", "roc_auc", "accuracy") if c in v}} for k, v in rows.items()]))
+            [{"scorer": k, **{c: fmt(v[c]) for c in ("eer", "roc_auc", "accuracy") if c in v}}
+             for k, v in rows.items()]))
             + "</div>")
     parts.append("</div>")
     parts.append('<div class="gallery">' + "".join(
@@ -194,14 +207,15 @@ def evaluation_section(run_dir: Path) -> str:
     if isinstance(m.get("attribution"), dict):
         att = m["attribution"]
         parts.append("<h4>attribution (generator-family head, test AI clips)</h4>"
-                     + kv_table({k: att.get(k) for k in ("families", "n_ai", "n_known_family", "accuracy_known_families",
-                                                         "unknown_families")})
+                     + kv_table({k: att.get(k) for k in ("families", "n_ai", "n_known_family",
+                                                         "accuracy_known_families", "unknown_families")})
                      + f"<p class='muted'>{esc(att.get('note', ''))}</p>")
     for column, table in m.get("breakdowns", {}).items():
         parts.append(f"<h4>per {esc(column)}</h4>{records_table(table, column)}")
     probe, boxes = base.get("shortcut_probe", {}), []
     if probe:
-        boxes.append(f"<div><h4>shortcut probe: {esc(probe.get('verdict', ''))}</h4><p class='muted'>logistic regression"
+        boxes.append(f"<div><h4>shortcut probe: {esc(probe.get('verdict', ''))}</h4>"
+                     "<p class='muted'>logistic regression"
                      f" on trivial cues only; its weights</p>{kv_table(probe.get('weights', {}))}</div>")
     for key in ("calibration", "inconclusive", "val_check"):
         if isinstance(m.get(key), dict):
@@ -210,13 +224,15 @@ def evaluation_section(run_dir: Path) -> str:
     if m.get("robustness"):
         clean = {"clean (as above)": {"eer": m.get("eer"), "roc_auc": m.get("roc_auc"), "accuracy": m.get("accuracy"),
                                       "n": m.get("n_test")}}
-        parts.append("<h4>robustness (test clips degraded)</h4>" + (records_table({**clean, **m["robustness"]}, "condition")
-                     if all(isinstance(v, dict) for v in m["robustness"].values()) else nested_html(m["robustness"])))
+        parts.append("<h4>robustness (test clips degraded)</h4>"
+                     + (records_table({**clean, **m["robustness"]}, "condition")
+                        if all(isinstance(v, dict) for v in m["robustness"].values())
+                        else nested_html(m["robustness"])))
     else:
         parts.append('<h4>robustness</h4><p class="muted">not evaluated in this run (robustness=False)</p>')
-    rest = {k: v for k, v in m.items() if k not in {*HEADLINE, "ci", "baselines", "figures", "breakdowns", "robustness", "operating_point",
-                                                   "calibration", "inconclusive", "val_check", "shortcut_warning",
-                                                   "attribution"}}
+    rest = {k: v for k, v in m.items() if k not in {*HEADLINE, "ci", "baselines", "figures", "breakdowns", "robustness",
+                                                   "operating_point", "calibration", "inconclusive", "val_check",
+                                                   "shortcut_warning", "attribution"}}
     parts.append(f"<details><summary>all other values in metrics.json</summary>{nested_html(rest)}</details>")
     return "".join(parts)
 
@@ -248,7 +264,8 @@ def augment_section(run_dir: Path, *, per_class: int | None = None) -> str:
                 cells.append(f"<td>{audio_tag(path)}<br>{img_tag(png)}</td>")
             else:
                 cells.append(f"<td class='muted'>missing {esc(path.name)}</td>")
-        rows.append(f"<tr><td>{esc(ex['label'])}<br><small>{esc(ex.get('transforms', ''))}</small></td>{''.join(cells)}</tr>")
+        rows.append(f"<tr><td>{esc(ex['label'])}<br><small>{esc(ex.get('transforms', ''))}</small></td>"
+                    f"{''.join(cells)}</tr>")
     config = nested_html(info.get("config", {}))
     return (f"<details><summary>settings (seed {esc(info.get('seed', ''))})</summary>{config}</details>"
             f"<table class='tbl'><tr><th>clip</th><th>before</th><th>after</th></tr>{''.join(rows)}</table>")
@@ -266,8 +283,9 @@ def data_section(run_dir: Path, *, seed: int = 0) -> str:
     n_quarantined = len(pd.read_csv(quarantine)) if quarantine.is_file() else 0
     tables = data_tables(df)
     notes = _read(run_dir / "data_summary.json").get("notes", [])
-    parts = ["".join(f'<p class="warn">{esc(n)}</p>' for n in notes)] + [f"<p>{len(df)} clips, {df['duration'].sum() / 60:.1f} minutes, {df['speaker'].nunique()} speakers; "
-             f"{n_quarantined} clips quarantined (<a href='quarantine.csv'>quarantine.csv</a>).</p>"]
+    parts = (["".join(f'<p class="warn">{esc(n)}</p>' for n in notes)]
+             + [f"<p>{len(df)} clips, {df['duration'].sum() / 60:.1f} minutes, {df['speaker'].nunique()} speakers; "
+                f"{n_quarantined} clips quarantined (<a href='quarantine.csv'>quarantine.csv</a>).</p>"])
     titles = {"split_by_class": "per split and class", "label": "per class", "family": "per family",
               "engine": "per engine"}
     parts.append("<div class='row'>" + "".join(f"<div><h4>{t}</h4>{table_html(tables[k])}</div>"
@@ -337,13 +355,15 @@ def environment_section(run_dir: Path) -> str:
     env = {**env, "seed": params.get("seed"), "device": train.get("device", params.get("device"))}
     stages = _read(run_dir / "stages.json").get("stages", {})
     # the report stage is still running while it writes this page
-    status = lambda s, v: "writing this report" if v.get("status") == "running" and s == "05_report" else v.get("status")  # noqa: E731
+    status = lambda s, v: ("writing this report" if v.get("status") == "running" and s == "05_report"  # noqa: E731
+                           else v.get("status"))
     rows = [{"stage": f'<a href="{s}.html">{esc(s)}</a>', "status": esc(status(s, v)),
              "duration (s)": v.get("duration_s", ""), "error": esc(v.get("error") or "")} for s, v in stages.items()]
     stage_table = pd.DataFrame(rows).to_html(index=False, escape=False, classes="tbl", border=0) if rows else ""
     return (table_html(pd.DataFrame({"name": list(env), "value": [str(v) for v in env.values()]}))
             + f"<h4>stages</h4>{stage_table}<h4>parameters</h4>"
-            + table_html(pd.DataFrame({"name": list(params), "value": [str(v) for v in params.values()]}), max_rows=200))
+            + table_html(pd.DataFrame({"name": list(params), "value": [str(v) for v in params.values()]}),
+                         max_rows=200))
 
 
 def _pct(value: Any) -> str:
@@ -375,7 +395,8 @@ def _header(run_dir: Path) -> str:
     metrics = _read(run_dir / "metrics.json")
     base = metrics.get("baselines", {})
     pct = lambda v: None if v is None else f"{100 * v:.1f}%"  # noqa: E731
-    kpis = [("test EER", pct(metrics.get("eer"))), ("ROC-AUC", metrics.get("roc_auc")), ("test clips", metrics.get("n_test")),
+    kpis = [("test EER", pct(metrics.get("eer"))), ("ROC-AUC", metrics.get("roc_auc")),
+            ("test clips", metrics.get("n_test")),
             ("LFCC-GMM EER", pct(base.get("lfcc_gmm", {}).get("eer"))),
             ("shortcut-probe EER", pct(base.get("shortcut_probe", {}).get("eer")))]
     cards = generalisation_cards(metrics) + "".join(
@@ -383,12 +404,15 @@ def _header(run_dir: Path) -> str:
     stages = _read(run_dir / "stages.json").get("stages", {})
     failed = [f"{s}: {v.get('error')}" for s, v in stages.items() if v.get("status") == "failed"]
     notes = "".join(f'<p class="fail">{esc(f)}</p>' for f in failed)
-    notes += "".join(f'<p class="warn">Collection: {esc(n)}</p>' for n in _read(run_dir / "data_summary.json").get("notes", []))
+    notes += "".join(f'<p class="warn">Collection: {esc(n)}</p>'
+                     for n in _read(run_dir / "data_summary.json").get("notes", []))
     if metrics.get("shortcut_warning"):
         notes += f'<p class="warn">{esc(metrics["shortcut_warning"])}</p>'
     p = params.get("parameters", {})
-    return (f"<h1>AI-speech detector: {esc(p.get('language', '?'))}</h1><p class='muted'>run {esc(params.get('run_id', run_dir.name))}"
-            f" · started {esc(params.get('created', ''))} · git {esc(params.get('environment', {}).get('git_revision', '?'))}</p>"
+    return (f"<h1>AI-speech detector: {esc(p.get('language', '?'))}</h1>"
+            f"<p class='muted'>run {esc(params.get('run_id', run_dir.name))}"
+            f" · started {esc(params.get('created', ''))}"
+            f" · git {esc(params.get('environment', {}).get('git_revision', '?'))}</p>"
             f"{notes}<div class='kpis'>{cards}</div>")
 
 
@@ -419,5 +443,6 @@ def write_index(run_dir: str | os.PathLike) -> Path:
     with atomic_write(run_dir / "index.html", "w", encoding="utf-8") as handle:
         handle.write(page)
     if failed:
-        raise ReportError(f"{run_dir / 'index.html'}: written, but {len(failed)} section(s) failed: {'; '.join(failed)}")
+        raise ReportError(f"{run_dir / 'index.html'}: written, but {len(failed)} section(s) failed: "
+                          f"{'; '.join(failed)}")
     return run_dir / "index.html"
