@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from voicelib import __version__, checkpoint, config, data
+from voicelib import __version__, checkpoint, config, data, distributed
 from voicelib.augment import AugmentConfig, Augmenter, spec_augment
 from voicelib.cache import AudioCache
 from voicelib.errors import DataError
@@ -213,6 +213,8 @@ class _Run:
     step: int = 0
     ai_loss: nn.Module | None = None  # OC-Softmax when the model's AI head is one; None: binary cross-entropy
     sam: bool = False  # the optimizer is voicelib.sam.SAM: two passes per step
+    net: nn.Module | None = None  # what the training steps call: the model, or it in DistributedDataParallel
+    ctx: distributed.Context = distributed.Context()  # this process among the DDP ranks (rank 0 of 1 alone)
 
     def autocast(self):
         """bf16 autocast on CUDA; a no-op on CPU (CPU runs stay in float32 and deterministic)."""
@@ -223,7 +225,7 @@ def train_epoch(run: _Run, loader: DataLoader, epoch: int, *, progress: bool) ->
     """One pass over `loader`; returns mean losses per head."""
     train_mode(run.model, run.mode)
     params = [p for p in run.model.parameters() if p.requires_grad]
-    generator = torch.Generator(device=run.device).manual_seed(run.seed * 1000 + epoch)
+    generator = torch.Generator(device=run.device).manual_seed(run.seed * 1000 + epoch + 1_000_003 * run.ctx.rank)
     sums: dict[str, float] = {}
     n = 0
     for batch in tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False):
@@ -236,7 +238,7 @@ def train_epoch(run: _Run, loader: DataLoader, epoch: int, *, progress: bool) ->
             if run.spec_augment:
                 feats = spec_augment(feats, generator, max_freq=max(feats.shape[1] // 10, 1))
         with run.autocast():
-            out = run.model(feats)
+            out = (run.net or run.model)(feats)
         parts = losses(out, batch, run.weights, run.ai_loss)
         run.optimizer.zero_grad(set_to_none=True)
         parts["total"].backward()
@@ -259,7 +261,7 @@ def _sam_second_pass(run: _Run, feats: torch.Tensor, batch: dict[str, torch.Tens
 
     run.optimizer.first_step(zero_grad=True)
     with frozen_bn_stats(run.model), run.autocast():
-        again = losses(run.model(feats), batch, run.weights, run.ai_loss)
+        again = losses((run.net or run.model)(feats), batch, run.weights, run.ai_loss)
     again["total"].backward()
     nn.utils.clip_grad_norm_(params, 5.0)
     run.optimizer.second_step(zero_grad=True)
@@ -267,11 +269,12 @@ def _sam_second_pass(run: _Run, feats: torch.Tensor, batch: dict[str, torch.Tens
 
 @torch.no_grad()
 def validate(run: _Run, dataset: data.SegmentDataset, *, batch_size: int, num_workers: int = 0) -> dict[str, Any]:
-    """Clip scores (mean AI logit over segments), val loss, EER, AUC and the EER threshold."""
+    """Clip scores (mean AI logit over segments), val loss, EER, AUC and the EER threshold (DDP: ranks share it)."""
     from sklearn.metrics import roc_auc_score
 
     run.model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    mine = torch.utils.data.Subset(dataset, range(run.ctx.rank, len(dataset), run.ctx.world))
+    loader = DataLoader(mine, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     n_clips = len(dataset.frame)
     sums = torch.zeros(n_clips, dtype=torch.float64)
     counts = torch.zeros(n_clips, dtype=torch.float64)
@@ -284,6 +287,9 @@ def validate(run: _Run, dataset: data.SegmentDataset, *, batch_size: int, num_wo
         n_seg += len(logits)
         sums.index_add_(0, batch["clip"], logits.double())
         counts.index_add_(0, batch["clip"], torch.ones_like(logits, dtype=torch.float64))
+    totals = torch.tensor([loss_sum, n_seg], dtype=torch.float64)
+    distributed.all_sum(run.ctx, run.device, sums, counts, totals)  # every rank gets the same scores
+    loss_sum, n_seg = float(totals[0]), int(totals[1])
     scores = (sums / counts.clamp(min=1)).numpy()
     labels = dataset.labels
     rate, threshold = eer(labels, scores)
@@ -311,12 +317,12 @@ def _better(val: dict[str, Any], state: dict[str, Any], select_on: str = "eer") 
 
 
 def _epoch_loader(dataset: data.SegmentDataset, epoch: int, *, n_samples: int, batch_size: int, seed: int,
-                  num_workers: int, device: torch.device) -> DataLoader:
-    """A class-balanced loader whose draws depend only on (seed, epoch)."""
+                  num_workers: int, device: torch.device, ctx: distributed.Context) -> DataLoader:
+    """A class-balanced loader whose draws depend only on (seed, epoch); a DDP rank gets its share of each batch."""
     dataset.set_epoch(epoch)
     sampler = data.balanced_sampler(dataset.labels, num_samples=n_samples, seed=seed * 1000 + epoch)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      worker_init_fn=data.seed_worker, drop_last=n_samples >= batch_size,
+    batches = distributed.RankBatches(sampler, batch_size=batch_size, drop_last=n_samples >= batch_size, ctx=ctx)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, worker_init_fn=data.seed_worker,
                       pin_memory=device.type == "cuda", persistent_workers=False)
 
 
@@ -342,13 +348,16 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train_df, val_df = check_splits(manifest)
-    out_dir = checkpoint.prepare_out_dir(out_dir, resume=resume)
-    dev = resolve_device(device)
+    ctx, dev = distributed.setup(resolve_device(device))  # alone: rank 0 of 1; under torchrun: DDP
+    progress = progress and ctx.main
+    out_dir = checkpoint.prepare_out_dir(out_dir, resume=resume) if ctx.main else Path(out_dir)
+    distributed.barrier(ctx)
     model, base_info = prepare_model(cfg, model_config)
     mcfg = model.cfg
     cache = AudioCache(cache_dir or out_dir / "cache", mcfg.features.sample_rate, preprocess=mcfg.preprocess)
     both = pd.concat([train_df, val_df])
-    cache.warm(zip(both["path"], both["hash"] if "hash" in both else [None] * len(both)), progress=progress)
+    keys = list(zip(both["path"], both["hash"] if "hash" in both else [None] * len(both)))
+    distributed.main_first(ctx, lambda: cache.warm(keys, progress=progress))  # rank 0 fills it, the others read
     aug = augment_config if augment_config is not None else AugmentConfig()
     language_head = train_df["language"].nunique() >= 2 and cfg.mode != "head"
     weights = {"ai": 1.0, "language": cfg.language_weight if language_head else 0.0,
@@ -372,8 +381,9 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
 
         ai_loss = OCSoftmax(mcfg.embedding_dim, **OCSOFTMAX)
     run = _Run(model, frontend(mcfg.features).to(dev), optimizer, dev, cfg.mode, cfg.seed, cfg.lr, steps,
-               max(int(cfg.warmup_fraction * steps), 1), weights, aug.spec_augment, ai_loss=ai_loss, sam=bool(cfg.sam))
-    derived = {**base_info, "device": str(dev), "amp": dev.type == "cuda", "loss_weights": weights,
+               max(int(cfg.warmup_fraction * steps), 1), weights, aug.spec_augment, ai_loss=ai_loss, sam=bool(cfg.sam),
+               net=distributed.wrap(model, ctx, dev), ctx=ctx)
+    derived = {**base_info, "device": str(dev), "amp": dev.type == "cuda", "loss_weights": weights, "ranks": ctx.world,
                "segments_per_epoch": n_samples, "augment": aug.to_dict()}
     language = str(train_df["language"].mode().iloc[0])
     summary = data.data_summary(train_df, val_df)
@@ -408,22 +418,26 @@ def _loop(run: _Run, cfg: TrainConfig, train_ds: data.SegmentDataset, val_ds: da
         start = time.perf_counter()
         torch.manual_seed(run.seed * 7919 + epoch)  # dropout draws depend only on (seed, epoch): resumable
         loader = _epoch_loader(train_ds, epoch, n_samples=n_samples, batch_size=cfg.batch_size, seed=run.seed,
-                               num_workers=cfg.num_workers, device=run.device)
-        row = {"epoch": epoch, **train_epoch(run, loader, epoch, progress=progress)}
+                               num_workers=cfg.num_workers, device=run.device, ctx=run.ctx)
+        losses_ = distributed.mean_over_ranks(run.ctx, run.device, train_epoch(run, loader, epoch, progress=progress))
+        row = {"epoch": epoch, **losses_}
         val = validate(run, val_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
         row.update({k: val[k] for k in ("val_loss", "val_eer", "val_auc", "val_accuracy")},
                    lr=run.optimizer.param_groups[0]["lr"], seconds=round(time.perf_counter() - start, 3))
         if _better(val, state, cfg.select_on):
             state.update(best_error=_error(val, cfg.select_on), best_loss=val["val_loss"],
                          best_epoch=epoch, bad_epochs=0)
-            save_model(run.model, out_dir, config=make_config(best_epoch=epoch))
+            if run.ctx.main:  # DDP: rank 0 writes, the others wait below (every rank holds the same weights)
+                save_model(run.model, out_dir, config=make_config(best_epoch=epoch))
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         rows.append(row)
-        checkpoint.write_history(rows, out_dir)
-        checkpoint.save_last(out_dir, model=run.model, optimizer=run.optimizer, step=run.step, epoch=epoch,
-                             state=state)
+        if run.ctx.main:
+            checkpoint.write_history(rows, out_dir)
+            checkpoint.save_last(out_dir, model=run.model, optimizer=run.optimizer, step=run.step, epoch=epoch,
+                                 state=state)
+        distributed.barrier(run.ctx)
         logger.info("epoch %d/%d: train loss %.4f, val loss %.4f, val EER %.2f%%, val AUC %.3f, %.1f s%s%s",
                     epoch, cfg.epochs, row["train_loss"], row["val_loss"], 100 * row["val_eer"], row["val_auc"],
                     row["seconds"], " (best)" if state["best_epoch"] == epoch else "",
@@ -448,13 +462,15 @@ def _finalize(run: _Run, val_ds: data.SegmentDataset, out_dir: Path, rows: list[
                    "of a class); scores are the raw sigmoid, and the threshold rests on few clips")
         logger.warning(refused)
     a, b = fit_platt(val["labels"], val["scores"]) if refused is None else (1.0, 0.0)
-    history = checkpoint.write_history(rows, out_dir)
+    history = checkpoint.write_history(rows, out_dir) if run.ctx.main else pd.DataFrame(rows)
     metrics = {"best_epoch": best_epoch, "val_eer": val["val_eer"], "val_auc": val["val_auc"],
                "val_loss": val["val_loss"], "threshold": val["threshold"], "calibration": {"a": a, "b": b},
                "epochs_run": len(history), "stopped_early": stopped, "n_val_clips": int(len(val["labels"])),
                "n_val_ai": n_ai, "n_val_human": n_human, "calibration_refused": refused}
     config_json = make_config(best_epoch=best_epoch, threshold=val["threshold"], calibration={"a": a, "b": b})
-    save_model(run.model, out_dir, config=config_json, metrics=metrics)
+    if run.ctx.main:
+        save_model(run.model, out_dir, config=config_json, metrics=metrics)
+    distributed.barrier(run.ctx)
     logger.info("best epoch %d: val EER %.2f%% on %d clips (%d AI, %d human), threshold %.3f",
                 best_epoch, 100 * val["val_eer"], metrics["n_val_clips"], metrics["n_val_ai"],
                 metrics["n_val_human"], val["threshold"])
