@@ -40,7 +40,8 @@ def humans(tmp_path, speech_file):
     human = root / "hindi" / "human"
     human.mkdir(parents=True)
     for i, text in enumerate(TEXTS):
-        speech_file(f"x{i}.wav", language="hi", text=text, variant="m3" if i % 2 else "f2").rename(human / f"s{i % 2}_{i}.wav")
+        clip = speech_file(f"x{i}.wav", language="hi", text=text, variant="m3" if i % 2 else "f2")
+        clip.rename(human / f"s{i % 2}_{i}.wav")
     lines = [f"hindi/human/s{i % 2}_{i}.wav,{text}" for i, text in enumerate(TEXTS)]
     (root / "manifest.csv").write_text("path,text\n" + "\n".join(lines) + "\n", encoding="utf-8")
     return root

@@ -51,17 +51,15 @@ def toy(tmp_path_factory) -> pd.DataFrame:
 def test_two_processes_match_one_with_the_same_global_batch(toy, tmp_path):
     one = train.fit(toy, _config(), out_dir=tmp_path / "one", model_config=MODEL, augment_config=PLAIN,
                     device="cpu", progress=False, cache_dir=tmp_path / "cache")
-    request = distributed.write_request(toy, _config(), out_dir=tmp_path / "two", model_config=MODEL,
-                                        augment_config=PLAIN, device="cpu", cache_dir=tmp_path / "cache")
-    _torchrun(request)
-    two = distributed.read_result(tmp_path / "two")
+    two = distributed.fit(toy, _config(), nproc_per_node=2, out_dir=tmp_path / "two", model_config=MODEL,
+                          augment_config=PLAIN, device="cpu", cache_dir=tmp_path / "cache")  # as the stage does
     a, b = one.history, two.history
     print(a[["epoch", "train_loss", "val_loss", "val_eer"]], b[["epoch", "train_loss", "val_loss", "val_eer"]])
     assert list(b["epoch"]) == [1, 2] and read_json(tmp_path / "two" / "config.json")["training"]["ranks"] == 2
     # BatchNorm statistics come from each rank's half batch (as DDP does), so the match is close, not exact
     np.testing.assert_allclose(b["train_loss"], a["train_loss"], rtol=0.05)
     np.testing.assert_allclose(b["val_loss"], a["val_loss"], rtol=0.05)
-    assert abs(two.threshold - one.threshold) < 0.5 and two.best_epoch in (1, 2)
+    assert abs(two.threshold - one.threshold) < 0.5 and two.best_epoch in (1, 2) and two.mode == "scratch"
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
 
 
@@ -107,3 +105,21 @@ def test_rank_batches_split_each_global_batch_of_the_balanced_sample():
     assert tail == [[[0, 1, 2]], [[3, 4, 0]]]  # a short last batch: equal shares (padded), every rank steps alike
     with pytest.raises(ValueError, match="multiple of the 2 training processes"):
         distributed.RankBatches(draw(), batch_size=7, drop_last=True, ctx=distributed.Context(0, 2))
+
+
+def test_a_run_directory_gives_the_stage_request(toy, tmp_path):
+    from voicelib import manifest
+    from voicelib.io import write_json
+
+    run = tmp_path / "run"
+    manifest.write_manifest(toy, run / "manifest.csv")
+    write_json(run / "augment" / "augment.json", {"config": PLAIN.to_dict()})
+    write_json(run / "params.json", {"parameters": {"training": {"epochs": 3}, "seed": 5, "architecture": {"width": 8},
+                                                    "device": "cpu", "data_root": str(tmp_path / "data")}})
+    req = distributed.request_from_run(run)
+    assert train.TrainConfig.from_dict(req["train"]) == train.TrainConfig(epochs=3, seed=5)
+    assert req["out_dir"] == str(run.resolve() / "model") and req["cache_dir"] == str(tmp_path / "data" / ".cache")
+    assert AugmentConfig.from_dict(req["augment"]) == PLAIN and req["resume"] is False
+    (run / "augment" / "augment.json").unlink()
+    with pytest.raises(FileNotFoundError, match="run stages 01 and 02 first"):
+        distributed.request_from_run(run)

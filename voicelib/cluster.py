@@ -1,9 +1,9 @@
 """A Dask cluster for collection: connect to its scheduler and check that every worker sees the data root.
 
-`python -m voicelib.sources` style work (synthesis, vocoding) runs through `voicelib.sources.synth.render`,
-which uses joblib; given a scheduler address, joblib's Dask backend sends the same calls to the cluster's
-workers. Workers write clip files straight into the data root, so it must be storage every worker mounts
-at the same path (NFS, a cluster file system): `shared_backend` checks that before any job is sent.
+Synthesis and vocoding run through `voicelib.sources.synth.render` (joblib); given a scheduler address,
+joblib's Dask backend sends the same calls to the cluster's workers. Workers write clip files straight into
+the data root, so it must be storage every worker mounts at the same path (NFS, a cluster file system):
+`shared_backend` checks that before any job is sent.
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def connect(address: str):
     from distributed import Client
 
     if not address.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
-        raise ValueError(f"dask scheduler {address!r} is not an address; give tcp://HOST:PORT (dask scheduler prints it)")
+        raise ValueError(f"dask scheduler {address!r} is not an address; "
+                         "give tcp://HOST:PORT (as `dask scheduler` prints it)")
     try:
         return Client(address, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
@@ -57,7 +58,8 @@ def check_shared(client, root: str | os.PathLike) -> int:
     finally:
         marker.unlink(missing_ok=True)
     if not seen:
-        raise DataError(f"dask scheduler {client.scheduler.address}: no workers; start `dask worker ADDRESS` on each machine")
+        raise DataError(f"dask scheduler {client.scheduler.address}: no workers; "
+                        "start `dask worker ADDRESS` on each machine")
     blind = sorted(worker for worker, ok in seen.items() if not ok)
     if blind:
         raise DataError(f"data root {root} is not visible to dask worker(s) {', '.join(blind[:3])}: the data root must "

@@ -7,7 +7,7 @@ is what the fine-tune stage calls: in this process, or through torchrun with `np
 
     python -m torch.distributed.run --nproc-per-node 8 -m voicelib.distributed RUN_DIR/model.ddp.json
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
-        -m voicelib.distributed RUN_DIR/model.ddp.json     # on each machine; RUN_DIR on shared storage
+        -m voicelib.distributed --run-dir RUN_DIR        # on each machine; RUN_DIR on shared storage
 """
 from __future__ import annotations
 
@@ -147,7 +147,9 @@ def fit(manifest: pd.DataFrame, config, *, nproc_per_node: int = 1, out_dir: str
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}",
                "-m", "voicelib.distributed", str(request)]
     log.info("training in %d DDP processes: %s", nproc_per_node, " ".join(command))
-    done = subprocess.run(command, check=False)
+    here = str(Path(__file__).resolve().parents[1])  # the processes import this very copy of voicelib
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run(command, check=False, env=env)
     if done.returncode:
         raise ModelError(f"DDP training ({nproc_per_node} processes) exited with status {done.returncode}; see its "
                          f"log above; rerun with resume_training=True to continue from the last epoch")
@@ -173,15 +175,29 @@ def write_request(manifest: pd.DataFrame, config, *, out_dir: str | os.PathLike,
     return request
 
 
-def run_request(path: str | os.PathLike) -> None:
-    """Train as one rank of a torchrun job from a request file (`write_request`)."""
+def request_from_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The request the fine-tune stage would write, built from a run directory (stages 01 and 02 done)."""
+    from voicelib.io import read_json
+
+    run_dir = Path(run_dir).resolve()
+    params = read_json(run_dir / "params.json").get("parameters", {})
+    for needed in (run_dir / "manifest.csv", run_dir / "augment" / "augment.json"):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed}: missing; run stages 01 and 02 first (run_pipeline.py --stages 01 02)")
+    train_fields = {**params.get("training", {}), "seed": params.get("seed", 0)}
+    return {"manifest": str(run_dir / "manifest.csv"), "out_dir": str(run_dir / "model"), "train": train_fields,
+            "model": params.get("architecture"), "augment": read_json(run_dir / "augment" / "augment.json")["config"],
+            "device": params.get("device", "auto"), "resume": bool(params.get("resume_training", False)),
+            "cache_dir": str(Path(params.get("data_root", run_dir / "data")) / ".cache"), "progress": False}
+
+
+def run_request(req: dict[str, Any]) -> None:
+    """Train as one rank of a torchrun job from a request (`write_request`'s file, or `request_from_run`)."""
     from voicelib import manifest as manifests
     from voicelib import train
     from voicelib.augment import AugmentConfig
-    from voicelib.io import read_json
     from voicelib.model import ModelConfig
 
-    req = read_json(path)
     model = ModelConfig.from_dict(req["model"]) if req["model"] is not None else None
     augment = AugmentConfig.from_dict(req["augment"]) if req["augment"] is not None else None
     try:
@@ -210,12 +226,17 @@ def read_result(out_dir: str | os.PathLike):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of each torchrun process: `python -m voicelib.distributed REQUEST.json`."""
+    from voicelib.io import read_json
+
     p = argparse.ArgumentParser(description="one DDP training process (start it with torchrun)")
-    p.add_argument("request", help="the <model dir>.ddp.json the fine-tune stage wrote")
+    p.add_argument("request", nargs="?", help="the <model dir>.ddp.json the fine-tune stage wrote")
+    p.add_argument("--run-dir", help="or: train <run-dir>/model from that run's manifest, augment.json and params")
     args = p.parse_args(argv)
+    if bool(args.request) == bool(args.run_dir):
+        p.error("give either a request file or --run-dir")
     logging.basicConfig(level=logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    run_request(args.request)
+    run_request(read_json(args.request) if args.request else request_from_run(args.run_dir))
     return 0
 
 

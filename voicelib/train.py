@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import math
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,13 +24,14 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from voicelib import __version__, checkpoint, config, data, distributed
+from voicelib import checkpoint, config, data, distributed
+from voicelib import model as model_files
 from voicelib.augment import AugmentConfig, Augmenter, spec_augment
 from voicelib.cache import AudioCache
 from voicelib.errors import DataError
 from voicelib.features import frontend
 from voicelib.io import write_json
-from voicelib.languages import LANGUAGE_NAMES
+from voicelib.losses import multitask
 from voicelib.metrics import eer, fit_platt
 from voicelib.model import OCSOFTMAX, WEIGHTS, ModelConfig, ResNet18Detector, build_model, load_model, save_model
 
@@ -178,23 +178,6 @@ def lr_factor(step: int, *, total: int, warmup: int, floor: float = 0.01) -> flo
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weights: dict[str, float],
-           ai_loss: nn.Module | None = None) -> dict[str, torch.Tensor]:
-    """Per-head losses and their weighted total; masked targets are left out (`ai_loss`: OC-Softmax's from_score)."""
-    ai_mask = batch["ai_mask"]
-    if ai_loss is not None:
-        result = {"ai": ai_loss.from_score(out["ai"], batch["ai"], ai_mask)}
-    else:
-        ai = (F.binary_cross_entropy_with_logits(out["ai"].float(), batch["ai"], reduction="none") * ai_mask).sum()
-        result = {"ai": ai / ai_mask.sum().clamp(min=1.0)}
-    zero = out["ai"].float().sum() * 0.0
-    lang = batch["language"]
-    result["language"] = F.cross_entropy(out["language"].float(), lang, ignore_index=-1) if (lang >= 0).any() else zero
-    result["multi"] = F.binary_cross_entropy_with_logits(out["multi"].float(), batch["multi"]) if weights["multi"] else zero
-    result["total"] = sum(weights[k] * result[k] for k in ("ai", "language", "multi"))
-    return result
-
-
 @dataclasses.dataclass
 class _Run:
     """The pieces one training run passes between its steps."""
@@ -239,7 +222,7 @@ def train_epoch(run: _Run, loader: DataLoader, epoch: int, *, progress: bool) ->
                 feats = spec_augment(feats, generator, max_freq=max(feats.shape[1] // 10, 1))
         with run.autocast():
             out = (run.net or run.model)(feats)
-        parts = losses(out, batch, run.weights, run.ai_loss)
+        parts = multitask(out, batch, run.weights, run.ai_loss)
         run.optimizer.zero_grad(set_to_none=True)
         parts["total"].backward()
         nn.utils.clip_grad_norm_(params, 5.0)
@@ -261,7 +244,7 @@ def _sam_second_pass(run: _Run, feats: torch.Tensor, batch: dict[str, torch.Tens
 
     run.optimizer.first_step(zero_grad=True)
     with frozen_bn_stats(run.model), run.autocast():
-        again = losses((run.net or run.model)(feats), batch, run.weights, run.ai_loss)
+        again = multitask((run.net or run.model)(feats), batch, run.weights, run.ai_loss)
     again["total"].backward()
     nn.utils.clip_grad_norm_(params, 5.0)
     run.optimizer.second_step(zero_grad=True)
@@ -298,11 +281,6 @@ def validate(run: _Run, dataset: data.SegmentDataset, *, batch_size: int, num_wo
             "val_accuracy": accuracy, "threshold": threshold, "scores": scores, "labels": labels}
 
 
-def _versions() -> dict[str, str]:
-    return {"voicelib": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
-
-
 def _error(val: dict[str, Any], select_on: str) -> float:
     """The validation figure model selection minimises: EER, or the error rate at probability 0.5."""
     return val["val_eer"] if select_on == "eer" else 1.0 - val["val_accuracy"]
@@ -324,19 +302,6 @@ def _epoch_loader(dataset: data.SegmentDataset, epoch: int, *, n_samples: int, b
     batches = distributed.RankBatches(sampler, batch_size=batch_size, drop_last=n_samples >= batch_size, ctx=ctx)
     return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, worker_init_fn=data.seed_worker,
                       pin_memory=device.type == "cuda", persistent_workers=False)
-
-
-def _model_config_json(run: _Run, train_config: TrainConfig, derived: dict[str, Any], summary: dict[str, Any],
-                       language: str, language_head: bool, **extra: Any) -> dict[str, Any]:
-    """config.json: everything needed to rebuild and use the model, the TrainConfig included."""
-    cfg = run.model.cfg
-    return {"format": "voicelib-detector", "format_version": 1, "language": language, "model": cfg.to_dict(),
-            "features": cfg.features.to_dict(), "sample_rate": cfg.features.sample_rate,
-            "segment_seconds": cfg.segment_seconds, "labels": ["human", "ai"], "positive_label": "ai",
-            "languages": LANGUAGE_NAMES, "language_head_active": language_head,
-            "score": "mean AI logit over segments of segment_seconds (higher = more AI)",
-            "threshold_scale": "logit", "train_config": train_config.to_dict(), "training": derived, "data": summary,
-            "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
 
 
 def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: str | os.PathLike,
@@ -389,7 +354,8 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
     summary = data.data_summary(train_df, val_df)
 
     def make_config(**extra: Any) -> dict[str, Any]:
-        return _model_config_json(run, cfg, derived, summary, language, language_head, **extra)
+        return model_files.model_card(run.model.cfg, train_config=cfg.to_dict(), training=derived, data=summary,
+                                      language=language, language_head=language_head, **extra)
 
     state = {"epoch": 0, "best_error": float("inf"), "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0}
     restored = checkpoint.load_last(out_dir, model=run.model, optimizer=run.optimizer) if resume else None
