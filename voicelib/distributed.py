@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pandas as pd
 import torch
@@ -27,6 +27,9 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from voicelib.errors import ModelError
+
+if TYPE_CHECKING:
+    from voicelib.train import TrainConfig, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,8 @@ class RankBatches(Sampler[list[int]]):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
-def fit(manifest: pd.DataFrame, config, *, nproc_per_node: int = 1, out_dir: str | os.PathLike, **options: Any):
+def fit(manifest: pd.DataFrame, config: TrainConfig, *, nproc_per_node: int = 1, out_dir: str | os.PathLike,
+        **options: Any) -> TrainResult:
     """`train.fit` here (nproc_per_node 1), or in `nproc_per_node` DDP processes through torchrun; a TrainResult."""
     from voicelib import train
 
@@ -156,7 +160,7 @@ def fit(manifest: pd.DataFrame, config, *, nproc_per_node: int = 1, out_dir: str
     return read_result(out_dir)
 
 
-def write_request(manifest: pd.DataFrame, config, *, out_dir: str | os.PathLike, model_config=None,
+def write_request(manifest: pd.DataFrame, config: TrainConfig, *, out_dir: str | os.PathLike, model_config=None,
                   augment_config=None, device: str = "auto", cache_dir: str | os.PathLike | None = None,
                   resume: bool = False, progress: bool = False) -> Path:
     """Write what a torchrun-launched `fit` needs next to out_dir: <out_dir>.ddp.json and <out_dir>.ddp.csv."""
@@ -209,7 +213,7 @@ def run_request(req: dict[str, Any]) -> None:
             dist.destroy_process_group()
 
 
-def read_result(out_dir: str | os.PathLike):
+def read_result(out_dir: str | os.PathLike) -> TrainResult:
     """The TrainResult of a finished model directory (what fit() returned in the rank-0 process)."""
     from voicelib import train
     from voicelib.io import read_json
