@@ -87,7 +87,7 @@ def wrap(model: nn.Module, ctx: Context, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)  # heads with weight 0
+    return DistributedDataParallel(model, device_ids=ids)  # losses.multitask keeps every head in the graph
 
 
 def all_sum(ctx: Context, device: torch.device, *tensors: torch.Tensor) -> None:
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if bool(args.request) == bool(args.run_dir):
         p.error("give either a request file or --run-dir")
-    logging.basicConfig(level=logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING,
+    logging.basicConfig(level=logging.INFO if os.environ.get("RANK", "0") == "0" else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     run_request(read_json(args.request) if args.request else request_from_run(args.run_dir))
     return 0

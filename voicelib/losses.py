@@ -136,7 +136,7 @@ def multitask(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weig
     else:
         ai = (F.binary_cross_entropy_with_logits(out["ai"].float(), batch["ai"], reduction="none") * ai_mask).sum()
         result = {"ai": ai / ai_mask.sum().clamp(min=1.0)}
-    zero = out["ai"].float().sum() * 0.0
+    zero = sum(v.float().sum() for v in out.values()) * 0.0  # every head in the graph (DDP needs no unused search)
     lang = batch["language"]
     result["language"] = F.cross_entropy(out["language"].float(), lang, ignore_index=-1) if (lang >= 0).any() else zero
     result["multi"] = F.binary_cross_entropy_with_logits(out["multi"].float(), batch["multi"]) if weights["multi"] else zero
