@@ -33,7 +33,8 @@ STAGES = ["01_collect_data", "02_augment", "03_finetune", "04_evaluate", "05_rep
 # command-line flag -> notebook parameter ("name.field" sets one field of a dict parameter)
 FLAGS = {"data_dir": "local_dirs", "tts": "tts_engines", "human": "human_sources", "limit": "limit",
          "device": "device", "seed": "seed", "epochs": "training.epochs", "mode": "training.mode",
-         "base_model": "training.base_model"}
+         "base_model": "training.base_model", "workers": "workers", "dask_scheduler": "dask_scheduler",
+         "nproc_per_node": "nproc_per_node"}
 
 
 def _train_config(value: dict[str, Any]) -> None:
@@ -56,6 +57,11 @@ def _augment_config(value: dict[str, Any]) -> None:
     AugmentConfig.from_dict(value)
 
 
+def _scheduler(value: str) -> None:
+    if value and not value.startswith(("tcp://", "tls://")):
+        raise ValueError(f"{value!r} is not a scheduler address; give tcp://HOST:PORT (as `dask scheduler` prints it)")
+
+
 def _folders(value: list[str]) -> None:
     missing = [v for v in value if not Path(v).is_dir()]
     if missing:
@@ -72,6 +78,7 @@ def _rules() -> dict[str, Rule]:
         "human_sources": Rule(choices=HUMAN_SOURCES), "tts_engines": Rule(choices=("auto", *TTS_ENGINES, *VOCODERS)),
         "vocoders_per_clip": Rule(0, 5), "max_minutes_per_engine": Rule(0.1, 10_000),
         "max_minutes_per_family": Rule(0.1, 10_000), "workers": Rule(0, 256),
+        "dask_scheduler": Rule(check=_scheduler), "nproc_per_node": Rule(1, 64),
         "limit": Rule(1, 10**7), "val_fraction": Rule(0.01, 0.8), "test_fraction": Rule(0.01, 0.8),
         "test_families": Rule(), "val_families": Rule(),
         "augmentation": Rule(check=_augment_config), "augment_examples": Rule(1, 100),
@@ -98,6 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="passes over the training set")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train and evaluate")
     p.add_argument("--seed", type=int, help="seed for splits, augmentation and training")
+    p.add_argument("--workers", type=int, help="local synthesis worker processes (0: one per CPU core)")
+    p.add_argument("--dask-scheduler", metavar="tcp://HOST:PORT",
+                   help="synthesise on this Dask cluster (the data root must be on storage every worker mounts)")
+    p.add_argument("--nproc-per-node", type=int, metavar="N",
+                   help="train with N DDP processes on this machine through torchrun (one per GPU)")
     p.add_argument("--config", metavar="YAML", help="YAML mapping of parameter: value")
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="NAME=VALUE",
                    help="set any notebook parameter, or one field of a dict one: --set training.lr=0.0005")

@@ -106,6 +106,8 @@ def test_parameter_layers_merge_dicts_and_resolve_paths(dummy: Path, tmp_path: P
     (["--data-dir", "no/such/folder"], "no such folder"),
     (["--base-model", "no/such/model"], "is not a model directory"),
     (["--set", "bootstrap=3"], "parameter bootstrap=3 is out of range; allowed: 10 to 100000"),
+    (["--dask-scheduler", "host:8786"], "parameter dask_scheduler: 'host:8786' is not a scheduler address"),
+    (["--nproc-per-node", "0"], "parameter nproc_per_node=0 is out of range; allowed: 1 to 64"),
 ])
 def test_bad_parameters_fail_before_any_stage_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     start = time.perf_counter()

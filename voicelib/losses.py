@@ -125,3 +125,24 @@ def build_loss(name: str = "bce", *, embedding_dim: int | None = None, **options
             raise ValueError("loss 'ocsoftmax' needs embedding_dim=model.cfg.embedding_dim")
         return OCSoftmax(embedding_dim, **options)
     raise ValueError(f"loss {name!r} unknown; use one of {', '.join(LOSSES)}")
+
+
+def multitask(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weights: dict[str, float],
+              ai_loss: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Per-head losses and their weighted total; masked targets are left out (`ai_loss`: OC-Softmax's from_score)."""
+    ai_mask = batch["ai_mask"]
+    if ai_loss is not None:
+        result = {"ai": ai_loss.from_score(out["ai"], batch["ai"], ai_mask)}
+    else:
+        ai = (F.binary_cross_entropy_with_logits(out["ai"].float(), batch["ai"], reduction="none") * ai_mask).sum()
+        result = {"ai": ai / ai_mask.sum().clamp(min=1.0)}
+    zero = sum(v.float().sum() for v in out.values()) * 0.0  # every head in the graph (DDP needs no unused search)
+    lang = batch["language"]
+    result["language"] = F.cross_entropy(out["language"].float(), lang, ignore_index=-1) if (lang >= 0).any() else zero
+    result["multi"] = (F.binary_cross_entropy_with_logits(out["multi"].float(), batch["multi"]) if weights["multi"]
+                       else zero)
+    fam = batch.get("family")
+    result["family"] = (F.cross_entropy(out["family"].float(), fam, ignore_index=-1)
+                        if "family" in out and weights.get("family") and (fam >= 0).any() else zero)
+    result["total"] = sum(weights.get(k, 0.0) * result[k] for k in ("ai", "language", "multi", "family"))
+    return result

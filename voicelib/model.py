@@ -310,3 +310,28 @@ def load_model(path: str | os.PathLike, *, device: str = "cpu") -> tuple[ResNet1
         raise ModelError(f"{model_dir}: weights do not match config.json ({first[0].strip()}); "
                          "the files come from different models") from None
     return model.to(device).eval(), meta
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import numpy as np
+
+    from voicelib import __version__
+
+    return {"voicelib": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def model_card(cfg: ModelConfig, *, train_config: dict[str, Any], training: dict[str, Any], data: dict[str, Any],
+               language: str, language_head: bool, **extra: Any) -> dict[str, Any]:
+    """config.json of a trained model: everything needed to rebuild and use it, how it was trained included."""
+    import time
+
+    return {"format": "voicelib-detector", "format_version": 1, "language": language, "model": cfg.to_dict(),
+            "features": cfg.features.to_dict(), "sample_rate": cfg.features.sample_rate,
+            "segment_seconds": cfg.segment_seconds, "labels": ["human", "ai"], "positive_label": "ai",
+            "languages": LANGUAGE_NAMES, "language_head_active": language_head,
+            "score": "mean AI logit over segments of segment_seconds (higher = more AI)",
+            "threshold_scale": "logit", "train_config": train_config, "training": training, "data": data,
+            "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import math
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,13 +24,14 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from voicelib import __version__, checkpoint, config, data
+from voicelib import checkpoint, config, data, distributed
+from voicelib import model as model_files
 from voicelib.augment import AugmentConfig, Augmenter, spec_augment
 from voicelib.cache import AudioCache
 from voicelib.errors import DataError
 from voicelib.features import frontend
 from voicelib.io import write_json
-from voicelib.languages import LANGUAGE_NAMES
+from voicelib.losses import multitask
 from voicelib.metrics import apply_platt, eer, fit_platt, inconclusive_band
 from voicelib.model import OCSOFTMAX, WEIGHTS, ModelConfig, ResNet18Detector, build_model, load_model, save_model
 
@@ -194,26 +194,6 @@ def lr_factor(step: int, *, total: int, warmup: int, floor: float = 0.01) -> flo
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weights: dict[str, float],
-           ai_loss: nn.Module | None = None) -> dict[str, torch.Tensor]:
-    """Per-head losses and their weighted total; masked targets are left out (`ai_loss`: OC-Softmax's from_score)."""
-    ai_mask = batch["ai_mask"]
-    if ai_loss is not None:
-        result = {"ai": ai_loss.from_score(out["ai"], batch["ai"], ai_mask)}
-    else:
-        ai = (F.binary_cross_entropy_with_logits(out["ai"].float(), batch["ai"], reduction="none") * ai_mask).sum()
-        result = {"ai": ai / ai_mask.sum().clamp(min=1.0)}
-    zero = out["ai"].float().sum() * 0.0
-    lang = batch["language"]
-    result["language"] = F.cross_entropy(out["language"].float(), lang, ignore_index=-1) if (lang >= 0).any() else zero
-    result["multi"] = F.binary_cross_entropy_with_logits(out["multi"].float(), batch["multi"]) if weights["multi"] else zero
-    fam = batch.get("family")
-    result["family"] = (F.cross_entropy(out["family"].float(), fam, ignore_index=-1)
-                        if "family" in out and weights.get("family") and (fam >= 0).any() else zero)
-    result["total"] = sum(weights.get(k, 0.0) * result[k] for k in ("ai", "language", "multi", "family"))
-    return result
-
-
 @dataclasses.dataclass
 class _Run:
     """The pieces one training run passes between its steps."""
@@ -232,6 +212,8 @@ class _Run:
     step: int = 0
     ai_loss: nn.Module | None = None  # OC-Softmax when the model's AI head is one; None: binary cross-entropy
     sam: bool = False  # the optimizer is voicelib.sam.SAM: two passes per step
+    net: nn.Module | None = None  # what the training steps call: the model, or it in DistributedDataParallel
+    ctx: distributed.Context = distributed.Context()  # this process among the DDP ranks (rank 0 of 1 alone)
 
     def autocast(self):
         """bf16 autocast on CUDA; a no-op on CPU (CPU runs stay in float32 and deterministic)."""
@@ -242,7 +224,7 @@ def train_epoch(run: _Run, loader: DataLoader, epoch: int, *, progress: bool) ->
     """One pass over `loader`; returns mean losses per head."""
     train_mode(run.model, run.mode)
     params = [p for p in run.model.parameters() if p.requires_grad]
-    generator = torch.Generator(device=run.device).manual_seed(run.seed * 1000 + epoch)
+    generator = torch.Generator(device=run.device).manual_seed(run.seed * 1000 + epoch + 1_000_003 * run.ctx.rank)
     sums: dict[str, float] = {}
     n = 0
     for batch in tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False):
@@ -255,8 +237,8 @@ def train_epoch(run: _Run, loader: DataLoader, epoch: int, *, progress: bool) ->
             if run.spec_augment:
                 feats = spec_augment(feats, generator, max_freq=max(feats.shape[1] // 10, 1))
         with run.autocast():
-            out = run.model(feats)
-        parts = losses(out, batch, run.weights, run.ai_loss)
+            out = (run.net or run.model)(feats)
+        parts = multitask(out, batch, run.weights, run.ai_loss)
         run.optimizer.zero_grad(set_to_none=True)
         parts["total"].backward()
         nn.utils.clip_grad_norm_(params, 5.0)
@@ -278,7 +260,7 @@ def _sam_second_pass(run: _Run, feats: torch.Tensor, batch: dict[str, torch.Tens
 
     run.optimizer.first_step(zero_grad=True)
     with frozen_bn_stats(run.model), run.autocast():
-        again = losses(run.model(feats), batch, run.weights, run.ai_loss)
+        again = multitask((run.net or run.model)(feats), batch, run.weights, run.ai_loss)
     again["total"].backward()
     nn.utils.clip_grad_norm_(params, 5.0)
     run.optimizer.second_step(zero_grad=True)
@@ -286,11 +268,12 @@ def _sam_second_pass(run: _Run, feats: torch.Tensor, batch: dict[str, torch.Tens
 
 @torch.no_grad()
 def validate(run: _Run, dataset: data.SegmentDataset, *, batch_size: int, num_workers: int = 0) -> dict[str, Any]:
-    """Clip scores (mean AI logit over segments), val loss, EER, AUC and the EER threshold."""
+    """Clip scores (mean AI logit over segments), val loss, EER, AUC and the EER threshold (DDP: ranks share it)."""
     from sklearn.metrics import roc_auc_score
 
     run.model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    mine = torch.utils.data.Subset(dataset, range(run.ctx.rank, len(dataset), run.ctx.world))
+    loader = DataLoader(mine, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     n_clips = len(dataset.frame)
     sums = torch.zeros(n_clips, dtype=torch.float64)
     counts = torch.zeros(n_clips, dtype=torch.float64)
@@ -303,17 +286,15 @@ def validate(run: _Run, dataset: data.SegmentDataset, *, batch_size: int, num_wo
         n_seg += len(logits)
         sums.index_add_(0, batch["clip"], logits.double())
         counts.index_add_(0, batch["clip"], torch.ones_like(logits, dtype=torch.float64))
+    totals = torch.tensor([loss_sum, n_seg], dtype=torch.float64)
+    distributed.all_sum(run.ctx, run.device, sums, counts, totals)  # every rank gets the same scores
+    loss_sum, n_seg = float(totals[0]), int(totals[1])
     scores = (sums / counts.clamp(min=1)).numpy()
     labels = dataset.labels
     rate, threshold = eer(labels, scores)
     accuracy = float(((scores >= 0) == (labels == 1)).mean())  # at probability 0.5, as common recipes select
     return {"val_loss": loss_sum / max(n_seg, 1), "val_eer": rate, "val_auc": float(roc_auc_score(labels, scores)),
             "val_accuracy": accuracy, "threshold": threshold, "scores": scores, "labels": labels}
-
-
-def _versions() -> dict[str, str]:
-    return {"voicelib": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
 
 
 def _error(val: dict[str, Any], select_on: str) -> float:
@@ -330,26 +311,13 @@ def _better(val: dict[str, Any], state: dict[str, Any], select_on: str = "eer") 
 
 
 def _epoch_loader(dataset: data.SegmentDataset, epoch: int, *, n_samples: int, batch_size: int, seed: int,
-                  num_workers: int, device: torch.device) -> DataLoader:
-    """A class-balanced loader whose draws depend only on (seed, epoch)."""
+                  num_workers: int, device: torch.device, ctx: distributed.Context) -> DataLoader:
+    """A class-balanced loader whose draws depend only on (seed, epoch); a DDP rank gets its share of each batch."""
     dataset.set_epoch(epoch)
     sampler = data.balanced_sampler(dataset.labels, num_samples=n_samples, seed=seed * 1000 + epoch)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      worker_init_fn=data.seed_worker, drop_last=n_samples >= batch_size,
+    batches = distributed.RankBatches(sampler, batch_size=batch_size, drop_last=n_samples >= batch_size, ctx=ctx)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, worker_init_fn=data.seed_worker,
                       pin_memory=device.type == "cuda", persistent_workers=False)
-
-
-def _model_config_json(run: _Run, train_config: TrainConfig, derived: dict[str, Any], summary: dict[str, Any],
-                       language: str, language_head: bool, **extra: Any) -> dict[str, Any]:
-    """config.json: everything needed to rebuild and use the model, the TrainConfig included."""
-    cfg = run.model.cfg
-    return {"format": "voicelib-detector", "format_version": 1, "language": language, "model": cfg.to_dict(),
-            "features": cfg.features.to_dict(), "sample_rate": cfg.features.sample_rate,
-            "segment_seconds": cfg.segment_seconds, "labels": ["human", "ai"], "positive_label": "ai",
-            "languages": LANGUAGE_NAMES, "language_head_active": language_head,
-            "score": "mean AI logit over segments of segment_seconds (higher = more AI)",
-            "threshold_scale": "logit", "train_config": train_config.to_dict(), "training": derived, "data": summary,
-            "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
 
 
 def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: str | os.PathLike,
@@ -361,13 +329,16 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train_df, val_df = check_splits(manifest)
-    out_dir = checkpoint.prepare_out_dir(out_dir, resume=resume)
-    dev = resolve_device(device)
+    ctx, dev = distributed.setup(resolve_device(device))  # alone: rank 0 of 1; under torchrun: DDP
+    progress = progress and ctx.main
+    out_dir = checkpoint.prepare_out_dir(out_dir, resume=resume) if ctx.main else Path(out_dir)
+    distributed.barrier(ctx)
     model, base_info = prepare_model(cfg, with_families(model_config, train_df))
     mcfg = model.cfg
     cache = AudioCache(cache_dir or out_dir / "cache", mcfg.features.sample_rate, preprocess=mcfg.preprocess)
     both = pd.concat([train_df, val_df])
-    cache.warm(zip(both["path"], both["hash"] if "hash" in both else [None] * len(both)), progress=progress)
+    keys = list(zip(both["path"], both["hash"] if "hash" in both else [None] * len(both)))
+    distributed.main_first(ctx, lambda: cache.warm(keys, progress=progress))  # rank 0 fills it, the others read
     aug = augment_config if augment_config is not None else AugmentConfig()
     language_head = train_df["language"].nunique() >= 2 and cfg.mode != "head"
     weights = {"ai": 1.0, "language": cfg.language_weight if language_head else 0.0,
@@ -393,14 +364,16 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
 
         ai_loss = OCSoftmax(mcfg.embedding_dim, **OCSOFTMAX)
     run = _Run(model, frontend(mcfg.features).to(dev), optimizer, dev, cfg.mode, cfg.seed, cfg.lr, steps,
-               max(int(cfg.warmup_fraction * steps), 1), weights, aug.spec_augment, ai_loss=ai_loss, sam=bool(cfg.sam))
-    derived = {**base_info, "device": str(dev), "amp": dev.type == "cuda", "loss_weights": weights,
+               max(int(cfg.warmup_fraction * steps), 1), weights, aug.spec_augment, ai_loss=ai_loss, sam=bool(cfg.sam),
+               net=distributed.wrap(model, ctx, dev), ctx=ctx)
+    derived = {**base_info, "device": str(dev), "amp": dev.type == "cuda", "loss_weights": weights, "ranks": ctx.world,
                "segments_per_epoch": n_samples, "augment": aug.to_dict()}
     language = str(train_df["language"].mode().iloc[0])
     summary = data.data_summary(train_df, val_df)
 
     def make_config(**extra: Any) -> dict[str, Any]:
-        return _model_config_json(run, cfg, derived, summary, language, language_head, **extra)
+        return model_files.model_card(run.model.cfg, train_config=cfg.to_dict(), training=derived, data=summary,
+                                      language=language, language_head=language_head, **extra)
 
     state = {"epoch": 0, "best_error": float("inf"), "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0}
     restored = checkpoint.load_last(out_dir, model=run.model, optimizer=run.optimizer) if resume else None
@@ -429,22 +402,26 @@ def _loop(run: _Run, cfg: TrainConfig, train_ds: data.SegmentDataset, val_ds: da
         start = time.perf_counter()
         torch.manual_seed(run.seed * 7919 + epoch)  # dropout draws depend only on (seed, epoch): resumable
         loader = _epoch_loader(train_ds, epoch, n_samples=n_samples, batch_size=cfg.batch_size, seed=run.seed,
-                               num_workers=cfg.num_workers, device=run.device)
-        row = {"epoch": epoch, **train_epoch(run, loader, epoch, progress=progress)}
+                               num_workers=cfg.num_workers, device=run.device, ctx=run.ctx)
+        losses_ = distributed.mean_over_ranks(run.ctx, run.device, train_epoch(run, loader, epoch, progress=progress))
+        row = {"epoch": epoch, **losses_}
         val = validate(run, val_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
         row.update({k: val[k] for k in ("val_loss", "val_eer", "val_auc", "val_accuracy")},
                    lr=run.optimizer.param_groups[0]["lr"], seconds=round(time.perf_counter() - start, 3))
         if _better(val, state, cfg.select_on):
             state.update(best_error=_error(val, cfg.select_on), best_loss=val["val_loss"],
                          best_epoch=epoch, bad_epochs=0)
-            save_model(run.model, out_dir, config=make_config(best_epoch=epoch))
+            if run.ctx.main:  # DDP: rank 0 writes, the others wait below (every rank holds the same weights)
+                save_model(run.model, out_dir, config=make_config(best_epoch=epoch))
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         rows.append(row)
-        checkpoint.write_history(rows, out_dir)
-        checkpoint.save_last(out_dir, model=run.model, optimizer=run.optimizer, step=run.step, epoch=epoch,
-                             state=state)
+        if run.ctx.main:
+            checkpoint.write_history(rows, out_dir)
+            checkpoint.save_last(out_dir, model=run.model, optimizer=run.optimizer, step=run.step, epoch=epoch,
+                                 state=state)
+        distributed.barrier(run.ctx)
         logger.info("epoch %d/%d: train loss %.4f, val loss %.4f, val EER %.2f%%, val AUC %.3f, %.1f s%s%s",
                     epoch, cfg.epochs, row["train_loss"], row["val_loss"], 100 * row["val_eer"], row["val_auc"],
                     row["seconds"], " (best)" if state["best_epoch"] == epoch else "",
@@ -469,15 +446,18 @@ def _finalize(run: _Run, val_ds: data.SegmentDataset, out_dir: Path, rows: list[
                    "of a class); scores are the raw sigmoid, and the threshold rests on few clips")
         logger.warning(refused)
     a, b = fit_platt(val["labels"], val["scores"]) if refused is None else (1.0, 0.0)
-    band = inconclusive_band(val["labels"], apply_platt(val["scores"], a, b), float(apply_platt(val["threshold"], a, b)))
-    history = checkpoint.write_history(rows, out_dir)
+    band = inconclusive_band(val["labels"], apply_platt(val["scores"], a, b),
+                             float(apply_platt(val["threshold"], a, b)))
+    history = checkpoint.write_history(rows, out_dir) if run.ctx.main else pd.DataFrame(rows)
     metrics = {"best_epoch": best_epoch, "val_eer": val["val_eer"], "val_auc": val["val_auc"],
                "val_loss": val["val_loss"], "threshold": val["threshold"], "calibration": {"a": a, "b": b},
                "epochs_run": len(history), "stopped_early": stopped, "n_val_clips": int(len(val["labels"])),
                "n_val_ai": n_ai, "n_val_human": n_human, "calibration_refused": refused, "band": band}
     config_json = make_config(best_epoch=best_epoch, threshold=val["threshold"], calibration={"a": a, "b": b},
                               band=band)
-    save_model(run.model, out_dir, config=config_json, metrics=metrics)
+    if run.ctx.main:
+        save_model(run.model, out_dir, config=config_json, metrics=metrics)
+    distributed.barrier(run.ctx)
     logger.info("best epoch %d: val EER %.2f%% on %d clips (%d AI, %d human), threshold %.3f",
                 best_epoch, 100 * val["val_eer"], metrics["n_val_clips"], metrics["n_val_ai"],
                 metrics["n_val_human"], val["threshold"])

@@ -88,7 +88,7 @@ def _names(requested, *, language: str, vocoder: bool) -> list[str]:
 
 
 def _legacy_rows(data_dir: Path, *, language: str, names, texts, voice_keys, limit, seed, options,
-                 workers) -> tuple[list[dict], list[str]]:
+                 workers, scheduler: str = "") -> tuple[list[dict], list[str]]:
     """Speak `texts` with engines that run their own collect; an unreachable online one hands its texts to espeak-ng."""
     rows, notes = [], []
     for name in names:
@@ -98,6 +98,7 @@ def _legacy_rows(data_dir: Path, *, language: str, names, texts, voice_keys, lim
             opts.setdefault("voice_keys", voice_keys)
         if name in ("piper", "mms"):
             opts.setdefault("workers", workers)
+            opts.setdefault("scheduler", scheduler)
         common = dict(language=language, limit=limit, seed=seed, texts=texts)
         try:
             rows += module.collect(data_dir / "audio" / name, **common, **opts)
@@ -187,14 +188,17 @@ def collect_all(data_dir: str | Path, *, language: str, human_sources: list[str]
                 limit: int | None = None, seed: int = 0, options: dict[str, dict] | None = None,
                 min_duration: float = 0.5, max_duration: float = 60.0, vocoders: list[str] | str | None = None,
                 vocoders_per_clip: int = 1, max_minutes_per_engine: float | None = 10.0,
-                max_minutes_per_family: float | None = 20.0, workers: int | None = None) -> pd.DataFrame:
+                max_minutes_per_family: float | None = 20.0, workers: int | None = None,
+                dask_scheduler: str = "") -> pd.DataFrame:
     """Collect, merge, validate and write data_dir/manifest.csv (+ quarantine.csv); return the kept rows.
 
     `tts_engines` "auto" is every installed offline engine for the language (online ones when reachable);
     names select engines, "auto" and names add up (`python -m voicelib engines` lists them). `vocoders`
     (None: "auto" when tts_engines has "auto", plus vocoder names in tts_engines) copy `vocoders_per_clip`
     of them per human clip. `limit` caps clips per source; the AI side speaks the human clips' sentences when known;
-    minutes per engine and per family are capped. Synthesis runs in `workers` processes (None: all cores).
+    minutes per engine and per family are capped. Synthesis runs in `workers` processes (None: all cores), or on
+the Dask cluster at `dask_scheduler` (tcp://HOST:PORT; data_dir must be on storage every worker mounts).
+Only this process writes manifests; workers write clip files.
     `options` holds keyword options per source name, e.g. {"gtts": {"timeout": 5}}.
     """
     started, data_dir, language = time.time(), Path(data_dir), language_name(language)
@@ -216,11 +220,13 @@ def collect_all(data_dir: str | Path, *, language: str, human_sources: list[str]
                                    durations=durations, limit=limit, seed=seed, options=options)
     log.info("AI engines for %s: %s; vocoders: %s (%d per clip)", language, ", ".join(tts) or "none",
              ", ".join(vocs) or "none", vocoders_per_clip)
-    failures = synth.render(jobs, workers=workers, desc=f"AI speech {language}")
+    failures = synth.render(jobs, workers=workers, desc=f"AI speech {language}", scheduler=dask_scheduler,
+                            shared_root=data_dir)
     notes += planned_notes
     notes += [f"{len(failures)} clips failed to synthesise (see the log)"] if failures else []
     legacy, more = _legacy_rows(data_dir, language=language, names=[n for n in tts if n in LEGACY], texts=texts,
-                                voice_keys=voice_keys, limit=limit, seed=seed, options=options, workers=workers)
+                                voice_keys=voice_keys, limit=limit, seed=seed, options=options, workers=workers,
+                                scheduler=dask_scheduler)
     row_caps = {engines.get(n).engine_column: cap for n, cap in caps.items()}
     ai = _balance(synth.rows_of(jobs) + legacy, row_caps, seed=seed)
     merged = _merge(data_dir, manifest.to_frame(humans + ai or pd.DataFrame(columns=manifest.COLUMNS)))

@@ -82,7 +82,8 @@ def synthesize(text: str, *, language: str, voice: str, speed: float = 1.0, seed
 def collect(out_dir: str | Path, *, language: str, limit: int | None = None, seed: int = 0,
             texts: list[str] | None = None, voice_keys: dict[str, str] | None = None,
             endpoint: str | None = None, revision: str = "main", cache_dir: str | Path | None = None,
-            retries: int = 2, backoff: float = 1.0, timeout: float = 30.0, workers: int | None = 1) -> list[dict]:
+            retries: int = 2, backoff: float = 1.0, timeout: float = 30.0, workers: int | None = 1,
+            scheduler: str = "") -> list[dict]:
     """Speak `texts` with the MMS-TTS model of `language` from the hub; unreachable hub -> PartialCollection."""
     ok, why = available()
     if not ok:
@@ -102,4 +103,4 @@ def collect(out_dir: str | Path, *, language: str, limit: int | None = None, see
                     seed=seed, texts=texts, voice_keys=voice_keys, speeds=SPEEDS)
     for job in jobs:
         job.args["voice"] = str(folder)
-    return collect_jobs(jobs, workers=workers, desc=f"mms {language_name(language)}")
+    return collect_jobs(jobs, workers=workers, desc=f"mms {language_name(language)}", scheduler=scheduler)

@@ -132,7 +132,8 @@ def _fetch_voices(language: str, *, max_voices: int | None, options: dict) -> di
 def collect(out_dir: str | Path, *, language: str, limit: int | None = None, seed: int = 0,
             texts: list[str] | None = None, voice_keys: dict[str, str] | None = None, max_voices: int | None = 3,
             endpoint: str | None = None, revision: str = "main", cache_dir: str | Path | None = None,
-            retries: int = 2, backoff: float = 1.0, timeout: float = 30.0, workers: int | None = 1) -> list[dict]:
+            retries: int = 2, backoff: float = 1.0, timeout: float = 30.0, workers: int | None = 1,
+            scheduler: str = "") -> list[dict]:
     """Speak `texts` with Piper voices of `language` from the hub; unreachable hub -> PartialCollection."""
     ok, why = available()
     if not ok:
@@ -151,4 +152,4 @@ def collect(out_dir: str | Path, *, language: str, limit: int | None = None, see
                     limit=limit, seed=seed, texts=texts, voice_keys=voice_keys, speeds=SPEEDS)
     for job in jobs:
         job.args["voice"] = str(models[job.args["voice"]])
-    return collect_jobs(jobs, workers=workers, desc=f"piper {language_name(language)}")
+    return collect_jobs(jobs, workers=workers, desc=f"piper {language_name(language)}", scheduler=scheduler)

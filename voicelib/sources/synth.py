@@ -2,17 +2,19 @@
 
 An engine module plans `Job`s (where the clip goes, what to synthesise, the manifest row it becomes);
 `render` runs the jobs whose file is missing through `<module>.synthesize(**args)` in joblib (loky)
-worker processes, so each worker loads an engine once (engine modules cache their models per process)
-and a Dask backend can be plugged in with `joblib.parallel_config` later. Files are named by content,
+worker processes, or on a Dask cluster through joblib's Dask backend (`scheduler`), so each worker loads
+an engine once (engine modules cache their models per process). Files are named by content,
 so a rerun skips every clip already made (idempotent and resumable).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -68,8 +70,15 @@ def _render_one(module: str, path: str, args: dict, trim: bool = False) -> tuple
     return path, None
 
 
-def render(jobs: list[Job], *, workers: int | None = None, desc: str = "synthesis") -> dict[str, str]:
-    """Make every job's clip that does not exist yet, in `workers` processes (0/None: all cores); return failures."""
+def render(jobs: list[Job], *, workers: int | None = None, desc: str = "synthesis", scheduler: str = "",
+           shared_root: str | os.PathLike | None = None) -> dict[str, str]:
+    """Make every job's clip that does not exist yet; return failures (path -> error).
+
+    Local: `workers` processes (0/None: all cores). With `scheduler` (tcp://HOST:PORT): the same calls run on
+    that Dask cluster's workers (joblib's Dask backend), after checking they all see `shared_root` (default: the
+    jobs' common folder). Workers only write clip files (atomically); a clip a dead worker did not finish is
+    retried by Dask on another worker, or made by the next run.
+    """
     todo = [j for j in jobs if not Path(j.path).is_file()]
     if workers is not None and int(workers) < 0:
         raise ValueError(f"workers {workers} is negative; use 1 or more, or 0/None for the number of cores")
@@ -82,21 +91,43 @@ def render(jobs: list[Job], *, workers: int | None = None, desc: str = "synthesi
         if prepare is not None:
             prepare()
     calls = [(j.module, str(j.path), j.args, j.trim) for j in todo]
-    if workers == 1 or len(todo) == 1:
-        results = (_render_one(*c) for c in calls)
-    else:
-        from joblib import Parallel, delayed
-
-        results = Parallel(n_jobs=min(workers, len(todo)), backend="loky", return_as="generator_unordered")(
-            delayed(_render_one)(*c) for c in calls)
-    for path, error in tqdm(results, total=len(calls), desc=desc, leave=False):
-        if error:
-            failures[path] = error
+    root = shared_root or os.path.commonpath([str(Path(j.path).parent) for j in todo])
+    with _backend(scheduler, root) as backend:
+        for path, error in tqdm(_results(calls, workers=workers, backend=backend), total=len(calls), desc=desc,
+                                leave=False):
+            if error:
+                failures[path] = error
     for error in sorted(set(failures.values()))[:3]:
         log.warning("%s: %d clip(s) failed: %s", desc, sum(e == error for e in failures.values()), error)
     log.info("%s: %d new clips, %d already there, %d failed", desc, len(todo) - len(failures),
              len(jobs) - len(todo), len(failures))
     return failures
+
+
+@contextlib.contextmanager
+def _backend(scheduler: str, root: str | os.PathLike) -> Iterator[str]:
+    """"dask" inside a checked connection to the cluster at `scheduler`; "loky" (local processes) without one."""
+    if not scheduler:
+        yield "loky"
+        return
+    from voicelib import cluster
+
+    with cluster.shared_backend(scheduler, root):
+        yield "dask"
+
+
+def _results(calls: list[tuple], *, workers: int, backend: str) -> Iterator[tuple[str, str | None]]:
+    """(path, error) of each call, in the order they finish: in this process, local processes or the cluster."""
+    if backend == "loky" and (workers == 1 or len(calls) == 1):
+        return (_render_one(*c) for c in calls)
+    from joblib import Parallel, delayed
+
+    if backend == "loky":
+        options = dict(n_jobs=min(workers, len(calls)), backend="loky")
+    else:  # the Dask backend parallel_config set: every thread of the cluster
+        options = dict(n_jobs=-1)
+    return Parallel(**options, return_as="generator_unordered")(
+        delayed(_render_one)(*c) for c in calls)
 
 
 def rows_of(jobs: list[Job]) -> list[dict]:
@@ -108,9 +139,9 @@ def rows_of(jobs: list[Job]) -> list[dict]:
     return rows
 
 
-def collect_jobs(jobs: list[Job], *, workers: int | None = 1, desc: str) -> list[dict]:
-    """Render the jobs and return the rows of the clips that exist (the body of every engine's collect)."""
-    render(jobs, workers=workers, desc=desc)
+def collect_jobs(jobs: list[Job], *, workers: int | None = 1, desc: str, scheduler: str = "") -> list[dict]:
+    """Render the jobs (locally, or on the Dask cluster at `scheduler`) and return the rows of the clips that exist."""
+    render(jobs, workers=workers, desc=desc, scheduler=scheduler)
     return rows_of(jobs)
 
 
