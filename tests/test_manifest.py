@@ -212,3 +212,11 @@ def test_hold_out_never_leaves_a_split_without_ai_clips():
             assert ((out["split"] == split) & (out["label"] == "ai")).any(), (seed, split)
     with pytest.raises(ValueError, match="would leave the train and val split"):
         manifest.hold_out_families(df, seed=0, test_families=["formant"])
+
+
+def test_hold_out_prefers_tts_families_over_vocoded_copies():
+    df = _families_frame()
+    for seed in range(8):
+        out = manifest.hold_out_families(df, seed=seed, min_ai_clips=1)
+        fams = manifest.family_of(out)
+        assert (out.loc[fams == "vocoder", "split"] != "excluded").all(), seed  # vocoded copies all kept

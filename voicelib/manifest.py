@@ -333,6 +333,10 @@ def _choose_families(frame: pd.DataFrame, fams: pd.Series, split: str, given: li
     if given:
         return list(given)
     candidates = sorted(set(fams[(frame["label"] == "ai") & (frame["split"] == split)]) - taken - {"unknown"})
+    # vocoded copies follow their human sources into every split: holding them out would discard most of them,
+    # so a TTS family is held out when there is one
+    tts = [c for c in candidates if c != "vocoder"]
+    candidates = tts or candidates
     return [candidates[int(rng.integers(len(candidates)))]] if candidates else []
 
 

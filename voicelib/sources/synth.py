@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -92,11 +93,16 @@ def render(jobs: list[Job], *, workers: int | None = None, desc: str = "synthesi
             prepare()
     calls = [(j.module, str(j.path), j.args, j.trim) for j in todo]
     root = shared_root or os.path.commonpath([str(Path(j.path).parent) for j in todo])
+    started, step = time.perf_counter(), max(len(calls) // 10, 1)
     with _backend(scheduler, root) as backend:
-        for path, error in tqdm(_results(calls, workers=workers, backend=backend), total=len(calls), desc=desc,
-                                leave=False):
+        results = _results(calls, workers=workers, backend=backend)
+        for done, (path, error) in enumerate(tqdm(results, total=len(calls), desc=desc, leave=False), 1):
             if error:
                 failures[path] = error
+            if done % step == 0 and done < len(calls):  # a log line: the terminal and the stage's HTML show it
+                spent = time.perf_counter() - started
+                log.info("%s: %d/%d clips, %.1f min, about %.1f min left", desc, done, len(calls), spent / 60,
+                         spent / done * (len(calls) - done) / 60)
     for error in sorted(set(failures.values()))[:3]:
         log.warning("%s: %d clip(s) failed: %s", desc, sum(e == error for e in failures.values()), error)
     log.info("%s: %d new clips, %d already there, %d failed", desc, len(todo) - len(failures),
