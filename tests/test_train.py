@@ -200,3 +200,5 @@ def test_generalisation_options_train_save_and_reload(toy, tmp_path, variant):
     row = toy[toy["split"] == "val"].iloc[0]
     scored = Detector.load(result.model_dir, backend="torch").score_file(row["path"])
     assert 0.0 <= scored["aiScore"] <= 1.0
+    fast = Detector.load(result.model_dir).score_file(row["path"])  # onnx for ResNet18, any front end's bin count
+    assert fast["aiScore"] == pytest.approx(scored["aiScore"], abs=1e-4)

@@ -102,7 +102,7 @@ def inference_copy(model):
     return fast.to(memory_format=torch.channels_last)
 
 
-def _pick_backend(backend: str, device: str) -> str:
+def _pick_backend(backend: str, device: str, *, arch: str = "resnet18") -> str:
     """Resolve "auto" to onnx (CPU with onnxruntime installed) or torch; refuse unknown names."""
     if backend not in ("auto", "torch", "onnx"):
         raise ValueError(f"backend {backend!r} unknown; use auto, torch or onnx")
@@ -111,7 +111,7 @@ def _pick_backend(backend: str, device: str) -> str:
             import onnxruntime  # noqa: F401
         except ImportError:
             return "torch"
-        return "onnx" if device == "cpu" else "torch"
+        return "onnx" if device == "cpu" and arch == "resnet18" else "torch"  # LCNN's MFM does not export yet
     return backend
 
 
@@ -200,7 +200,7 @@ class Detector:
                    meta=dict(meta, model_dir=str(model_dir)), threshold=threshold, calibration=(a, b),
                    sample_rate=int(cfg.sample_rate), device=device,
                    band=float(meta.get("band", DEFAULT_BAND)) if band is None else band,
-                   backend=_pick_backend(backend, device),
+                   backend=_pick_backend(backend, device, arch=model.cfg.arch),
                    max_duration=max_duration, preprocess=model.cfg.preprocess)
 
     def prepared(self, wave: np.ndarray) -> np.ndarray:

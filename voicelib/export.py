@@ -44,11 +44,13 @@ def _as_model(model_or_dir: ResNet18Detector | str | os.PathLike) -> ResNet18Det
 
 def example_features(model: ResNet18Detector, *, batch: int = 2, frames: int | None = None,
                      seed: int = 0) -> torch.Tensor:
-    """Random log-mel-shaped input for one segment of the model's length."""
+    """Random input shaped like the model's front end output (its bins) for one segment of the model's length."""
+    from voicelib.features import n_bins
+
     cfg = model.cfg
     frames = frames or n_frames(int(round(cfg.segment_seconds * cfg.features.sample_rate)), cfg.features)
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, cfg.features.n_mels, frames, generator=generator) * 3.0 - 8.0
+    return torch.randn(batch, n_bins(cfg.features), frames, generator=generator) * 3.0 - 8.0
 
 
 def export_onnx(model_or_dir: ResNet18Detector | str | os.PathLike, out_path: str | os.PathLike, *,
