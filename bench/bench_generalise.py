@@ -159,6 +159,14 @@ def main() -> None:
     report = {"benchmark": "leave_one_family_out", "machine": machine(), "budget": budget, "seed": args.seed,
               "limit": args.limit, "languages": args.languages, "variants": {v: {} for v in args.variants},
               "variant_settings": {v: VARIANTS[v] for v in args.variants}, "collection": {}}
+    earlier = RESULTS / "generalise.json"
+    if earlier.is_file():  # keep the variants an earlier run measured on the same budget, seed and data
+        old = json.loads(earlier.read_text(encoding="utf-8"))
+        if (old.get("budget"), old.get("seed"), old.get("limit")) == (budget, args.seed, args.limit):
+            for name, per_language in old["variants"].items():
+                report["variants"].setdefault(name, per_language)
+                report["variant_settings"].setdefault(name, old["variant_settings"].get(name))
+            report["earlier_machine"] = old.get("machine")
     for language in args.languages:
         df = collect(language, limit=args.limit, seed=args.seed, workers=args.workers)
         report["collection"][language] = manifest.summary(df, by=["label", "family"]).to_dict(orient="records")
@@ -167,7 +175,7 @@ def main() -> None:
         split, families = folds(df, seed=args.seed)
         for name in args.variants:
             rows = [one_fold(split, family, VARIANTS[name], OUT / name / language / family, budget=budget,
-                             seed=args.seed, gmm=name == args.variants[0]) for family in families]
+                             seed=args.seed, gmm=name == "baseline") for family in families]
             report["variants"][name][language] = rows
             write_json(RESULTS / "generalise.json", report)  # after every fold set: a long run keeps its results
     (RESULTS / "generalise.md").write_text(f"# Leave one family out\n\nMachine: {report['machine']['cpu']}\n\n"
