@@ -131,9 +131,9 @@ def table(report: dict) -> str:
             cells.append(f"{100 * np.mean([r['eer'] for r in rows]):.1f}" if rows else "–")
             gmms += [r["lfcc_gmm_eer"] for r in rows if "lfcc_gmm_eer" in r]
         means = [np.mean([r["eer"] for r in rows]) for rows in per_language.values() if rows]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * np.mean(means):.1f} | "
-                     f"{100 * np.mean(gmms):.1f} |"
-                     if means and gmms else f"| {name} | " + " | ".join(cells) + " | – | – |")
+        mean = f"{100 * np.mean(means):.1f}" if means else "–"
+        gmm = f"{100 * np.mean(gmms):.1f}" if gmms else "–"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean} | {gmm} |")
     return "\n".join(lines)
 
 
