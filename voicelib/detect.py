@@ -33,6 +33,7 @@ from voicelib.metrics import apply_platt
 log = logging.getLogger(__name__)
 
 HUMAN, AI, INCONCLUSIVE = "HUMAN", "AI_GENERATED", "INCONCLUSIVE"
+FUSED_FILES = ("fusion.json", "ensemble.json")  # voicelib.fusion's FUSION_FILE and ENSEMBLE_FILE
 DEFAULT_BAND = 0.1  # probabilities within +-0.1 of the threshold probability are inconclusive
 SILENCE_DBFS = -60.0  # chunks with an RMS level below this are skipped as silent
 STREAM_ABOVE = 300.0  # seconds: longer files are streamed (bounded memory) instead of decoded whole
@@ -177,9 +178,9 @@ class Detector:
         if not Path(model_dir).is_dir():
             raise ModelError(f"{model_dir}: no such model directory; "
                              "pass a folder holding model.safetensors and config.json")
-        from voicelib import fusion
+        if any((Path(model_dir) / name).is_file() for name in FUSED_FILES):  # a fused model or ensemble: one model
+            from voicelib import fusion  # imported only then: it brings pandas and the GMM (memory when streaming)
 
-        if fusion.fused_file(model_dir) is not None:  # a fused model or ensemble directory: one model to the caller
             return fusion.FusedDetector.load(model_dir, device=device, band=band, backend=backend,
                                              max_duration=max_duration)
         try:

@@ -27,13 +27,13 @@ import pandas as pd
 
 from voicelib import metrics
 from voicelib.baselines import LfccGmm
-from voicelib.detect import DEFAULT_BAND, Detector, classify
+from voicelib.detect import DEFAULT_BAND, FUSED_FILES, Detector, classify
 from voicelib.errors import AudioError, DataError, ModelError
 from voicelib.io import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-FUSION_FILE, ENSEMBLE_FILE, GMM_FILE = "fusion.json", "ensemble.json", "gmm.npz"
+(FUSION_FILE, ENSEMBLE_FILE), GMM_FILE = FUSED_FILES, "gmm.npz"
 COMBINES = ("lr", "mean")
 GMM = "lfcc_gmm"
 MIN_FIT_CLIPS = 5  # per class: fewer validation clips than this give no fusion
