@@ -92,7 +92,7 @@ def test_prepare_is_deterministic_and_checks_its_input(speech):
 def test_config_round_trips_and_refuses_unknown_keys():
     cfg = PreprocessConfig(vad_threshold=0.6, dither_dbfs=None)
     assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown preprocess settings"):
+    with pytest.raises(ValueError, match="PreprocessConfig: unknown field"):
         PreprocessConfig.from_dict({**cfg.to_dict(), "vad_thresh": 0.3})
     with pytest.raises(ValueError, match="vad_backend"):
         PreprocessConfig(vad_backend="webrtc")

@@ -72,7 +72,6 @@ class PreprocessConfig:
     @property
     def key(self) -> str:
         """A short stable name of these settings (the audio cache keeps prepared waves under it)."""
-        import hashlib
         import json
 
         return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
@@ -83,13 +82,10 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
-        """Rebuild a config, refusing keys this version does not know."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown preprocess settings {unknown}; known are {sorted(known)} "
-                             "(was the model saved by a newer voicelib?)")
-        return cls(**data)
+        """Rebuild a config, refusing keys this version does not know (a model saved by a newer voicelib?)."""
+        from voicelib.config import from_dict
+
+        return from_dict(cls, data)
 
 
 def silero_model_path() -> Path | None:
