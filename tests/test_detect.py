@@ -12,9 +12,9 @@ from voicelib.model import ModelConfig, build_model, load_model, save_model
 SR = 16000
 
 
-def save_tiny_model(model_dir, *, threshold=0.0, calibration=(1.0, 0.0), seed=0, language_head=True):
-    """Write a width-4 detector as a complete model directory."""
-    cfg = ModelConfig(width=4, blocks=(1, 1, 1, 1))
+def save_tiny_model(model_dir, *, threshold=0.0, calibration=(1.0, 0.0), seed=0, language_head=True, families=()):
+    """Write a width-4 detector as a complete model directory (with a family head when `families` are given)."""
+    cfg = ModelConfig(width=4, blocks=(1, 1, 1, 1), family_head=bool(families), families=tuple(families))
     model = build_model(cfg, seed=seed).eval()
     config = {"model": cfg.to_dict(), "threshold": threshold, "calibration": {"a": calibration[0], "b": calibration[1]},
               "threshold_scale": "logit", "language_head_active": language_head}

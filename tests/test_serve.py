@@ -69,7 +69,8 @@ class Server:
 @pytest.fixture(scope="module")
 def models_root(tmp_path_factory):
     base = tmp_path_factory.mktemp("serve")
-    tiny = save_tiny_model(base / "tiny", calibration=(40.0, 0.0))  # spreads the random model's scores
+    tiny = save_tiny_model(base / "tiny", calibration=(40.0, 0.0),  # the calibration spreads the random model's scores
+                           families=("diphone", "neural", "vocoder"))
     store.register(tiny, root=base / "models", language="hindi", promote=True)
     store.register(save_tiny_model(base / "tiny_en", calibration=(40.0, 0.0), seed=3), root=base / "models",
                    language="english", promote=True)
@@ -158,11 +159,13 @@ def test_voice_detection_answers_the_compatible_shape(server, speech_file):
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert list(body) == ["status", "language", "classification", "aiScore", "confidenceScore",
-                          "languageDistribution", "multiSpeakerScore", "explanation"]
+                          "languageDistribution", "multiSpeakerScore", "familyDistribution", "explanation"]
     assert body["status"] == "success" and body["language"] == "Hindi"
     assert body["classification"] in {"AI_GENERATED", "HUMAN", "INCONCLUSIVE"}
     assert 0 <= body["aiScore"] <= 1 and 0 <= body["confidenceScore"] <= 1 and 0 <= body["multiSpeakerScore"] <= 1
     assert sum(body["languageDistribution"].values()) == pytest.approx(1, abs=1e-3)
+    assert set(body["familyDistribution"]) == {"diphone", "neural", "vocoder"}  # the attribution head's families
+    assert sum(body["familyDistribution"].values()) == pytest.approx(1, abs=1e-3)
     assert body["explanation"].endswith(".") and "threshold" in body["explanation"]
 
 
@@ -180,9 +183,11 @@ def test_analyze_audio_scores_a_multi_chunk_file_like_the_library(server, models
     assert [c["class_probabilities"]["fake"] for c in body["chunks"]] == pytest.approx(
         [c["score"] for c in ref["chunks"]], abs=1e-3)
     assert body["summary"]["ai_score"] == pytest.approx(ref["aiScore"], abs=1e-3)
+    assert body["summary"]["family_distribution"] == pytest.approx(ref["familyDistribution"], abs=1e-3)
     assert body["is_deepfake"] == (ref["classification"] == "AI_GENERATED")
     other = _analyze(server, data, chunk_duration=2.5, overlap=0.0).json()  # a length without an onnx session
     assert other["total_chunks"] == 5 and other["summary"]["language"] == "english"
+    assert other["summary"]["family_distribution"] is None  # the English model has no family head
 
 
 def test_bad_audio_and_bad_requests_get_the_right_codes(server):

@@ -23,7 +23,7 @@ def voice_detection_response(result: dict, language: str) -> dict:
     return {"status": "success", "language": language.title(), "classification": result["classification"],
             "aiScore": result["aiScore"], "confidenceScore": result["confidence"],
             "languageDistribution": result["languageDistribution"], "multiSpeakerScore": result["multiSpeakerScore"],
-            "explanation": explain(result)}
+            "familyDistribution": result["familyDistribution"], "explanation": explain(result)}
 
 
 def analyze_response(result: dict, loaded: Any) -> dict:
@@ -48,7 +48,8 @@ def analyze_response(result: dict, loaded: Any) -> dict:
                "ai_chunk_ratio": round(n_ai / len(scores), 6), "mean_chunk_score": round(sum(scores) / len(scores), 6),
                "max_chunk_score": max(scores), "duration": result["duration"], "language": loaded.language,
                "model_version": loaded.version, "language_distribution": result["languageDistribution"],
-               "multi_speaker_score": result["multiSpeakerScore"], "explanation": explain(result)}
+               "multi_speaker_score": result["multiSpeakerScore"], "family_distribution": result["familyDistribution"],
+               "explanation": explain(result)}
     return {"is_deepfake": result["classification"] == AI, "overall_confidence": result["confidence"],
             "model_loaded": True, "total_chunks": len(chunks), "chunks": chunks, "summary": summary}
 
