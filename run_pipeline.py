@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run the five stage notebooks for one language: collect, augment, fine-tune, evaluate, report.
+"""Run the six stage notebooks for one language: collect, augment, fine-tune, evaluate, final fit, report.
 
     python run_pipeline.py --language hindi --data-dir ../shared/speech
     python run_pipeline.py --language hindi --smoke --data-dir ../shared/speech   # minutes on CPU
@@ -28,7 +28,7 @@ from voicelib.params import Rule, collect_parameters, load_config, parse_set, re
 ROOT = Path(__file__).resolve().parent
 NOTEBOOKS = ROOT / "notebooks"
 SMOKE = ROOT / "configs" / "smoke.yaml"
-STAGES = ["01_collect_data", "02_augment", "03_finetune", "04_evaluate", "05_report"]
+STAGES = ["01_collect_data", "02_augment", "03_finetune", "04_evaluate", "05_final_fit", "06_report"]
 
 # command-line flag -> notebook parameter ("name.field" sets one field of a dict parameter)
 FLAGS = {"data_dir": "local_dirs", "tts": "tts_engines", "human": "human_sources", "limit": "limit",
@@ -85,6 +85,7 @@ def _rules() -> dict[str, Rule]:
         "training": Rule(check=_train_config), "architecture": Rule(check=_model_config),
         "device": Rule(choices=("auto", "cpu", "cuda")), "resume_training": Rule(), "promote": Rule(),
         "bootstrap": Rule(10, 100_000), "robustness": Rule(), "baselines": Rule(), "gmm_components": Rule(1, 1024),
+        "leave_one_family_out": Rule(), "lofo_training": Rule(check=_train_config), "final_fit": Rule(),
     }
 
 

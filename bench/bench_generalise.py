@@ -6,7 +6,7 @@
 For each language with human clips in ../shared/speech: collect AI speech with every offline engine
 (espeak-ng, neural, diphone, vocoded copies of the human clips; cached under bench/out/generalise/data),
 split speaker/group/sentence-disjoint, then for each AI family F and each variant: train on the train and
-validation splits *without* F's clips (same budget and seed for every variant), and score F's test clips
+validation splits *without* F's clips (same budget and seed for every variant), and score all of F's clips
 against the test humans. LFCC-GMM is fitted and scored on the same folds. The judge is the
 leave-one-family-out EER averaged over families and languages. Writes bench/results/generalise.json and
 bench/results/generalise.md (with the machine named).
@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,8 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
-from voicelib import evaluate, manifest, metrics, sources, train  # noqa: E402
+from voicelib import lofo, manifest, sources, train  # noqa: E402
 from voicelib.augment import AugmentConfig  # noqa: E402
-from voicelib.baselines import LfccGmm  # noqa: E402
-from voicelib.detect import Detector  # noqa: E402
 from voicelib.io import write_json  # noqa: E402
 from voicelib.model import ModelConfig  # noqa: E402
 
@@ -46,6 +43,7 @@ log = logging.getLogger("bench_generalise")
 VARIANTS: dict[str, dict] = {
     "baseline": {},
     "preprocess": {"architecture": {"preprocess": {}}},  # VAD trim, loudness -23 dBFS, dither (PreprocessConfig())
+    "preprocess_linear": {"architecture": {"preprocess": {}, "features": {"kind": "linear"}}},
     "linear": {"architecture": {"features": {"kind": "linear"}}},
     "multires": {"architecture": {"features": {"kind": "multires"}}},
     "no_cmvn": {"architecture": {"features": {"cmvn": False}}},
@@ -64,11 +62,9 @@ def collect(language: str, *, limit: int, seed: int, workers: int) -> pd.DataFra
 
 
 def folds(df: pd.DataFrame, *, seed: int) -> tuple[pd.DataFrame, list[str]]:
-    """The speaker/group/sentence-disjoint split and the AI families that have test clips."""
+    """The speaker/group/sentence-disjoint split and the AI families that can be held out."""
     split = manifest.assign_splits(df, seed=seed, val_fraction=0.15, test_fraction=0.25)
-    fams = manifest.family_of(split)
-    test_ai = (split["split"] == "test") & (split["label"] == "ai")
-    return split, sorted(f for f in set(fams[test_ai]) if (fams[test_ai] == f).sum() >= 5)
+    return split, lofo.held_out_families(split)
 
 
 def configs(variant: dict, *, budget: dict, seed: int) -> tuple[train.TrainConfig, ModelConfig, AugmentConfig]:
@@ -79,45 +75,6 @@ def configs(variant: dict, *, budget: dict, seed: int) -> tuple[train.TrainConfi
     train_config = train.TrainConfig.from_dict({**budget, **variant.get("training", {})}, seed=seed)
     model_config = ModelConfig.from_dict({"width": 16, "segment_seconds": 3.0, **variant.get("architecture", {})})
     return train_config, model_config, augment_config
-
-
-def score(model_dir: Path, frame: pd.DataFrame) -> np.ndarray:
-    """Mean AI logit per clip, scored as detection scores files."""
-    det = Detector.load(model_dir)
-    waves, ok = evaluate.load_waves(frame, det.sample_rate)
-    if not ok.all():
-        raise RuntimeError(f"{int((~ok).sum())} test clips did not decode")
-    return evaluate.score_waves(det, waves, chunk_duration=3.0, overlap=0.5)["logit"].to_numpy()
-
-
-def one_fold(split: pd.DataFrame, family: str, variant: dict, out: Path, *, budget: dict, seed: int,
-             gmm: bool) -> dict:
-    """Train without `family`, score its test clips against the test humans; our EER (with interval) and LFCC-GMM's."""
-    fams = manifest.family_of(split)
-    held = (split["label"] == "ai") & (fams == family)
-    trainval = split[split["split"].isin(["train", "val"]) & ~held]
-    test = split[(split["split"] == "test") & ((split["label"] == "human") | held)].reset_index(drop=True)
-    train_config, model_config, augment_config = configs(variant, budget=budget, seed=seed)
-    start = time.perf_counter()
-    result = train.fit(trainval, train_config, out_dir=out / "model", model_config=model_config,
-                       augment_config=augment_config, device="cpu", cache_dir=OUT / "cache", progress=False)
-    y = (test["label"] == "ai").to_numpy(dtype=int)
-    logits = score(result.model_dir, test)
-    rate = metrics.eer(y, logits)[0]
-    ci = metrics.bootstrap_ci(y, logits, threshold=0.0, seed=seed, n_boot=300, clusters=test["speaker"].to_numpy())
-    row = {"family": family, "n_ai": int(y.sum()), "n_human": int((y == 0).sum()), "eer": rate, "eer_ci": ci["eer"],
-           "roc_auc": metrics.roc_auc(y, logits), "val_eer": result.best_val_eer,
-           "train_s": round(time.perf_counter() - start, 1),
-           "train_families": sorted(set(manifest.family_of(trainval[trainval["label"] == "ai"])))}
-    if gmm:
-        tw, tok = evaluate.load_waves(trainval[trainval["split"] == "train"], 16000)
-        ty = (trainval[trainval["split"] == "train"]["label"] == "ai").to_numpy(dtype=int)[tok]
-        test_waves, _ = evaluate.load_waves(test, 16000)
-        gmm_scores = LfccGmm(n_components=16, seed=seed).fit(tw, ty).score(test_waves)
-        row["lfcc_gmm_eer"] = metrics.eer(y, gmm_scores)[0]
-    log.info("%s without %s: EER %.3f [%.3f-%.3f]%s", out.parent.name, family, rate, *ci["eer"],
-             f", LFCC-GMM {row['lfcc_gmm_eer']:.3f}" if gmm else "")
-    return row
 
 
 def table(report: dict) -> str:
@@ -174,8 +131,11 @@ def main() -> None:
             continue
         split, families = folds(df, seed=args.seed)
         for name in args.variants:
-            rows = [one_fold(split, family, VARIANTS[name], OUT / name / language / family, budget=budget,
-                             seed=args.seed, gmm=name == "baseline") for family in families]
+            train_config, model_config, augment_config = configs(VARIANTS[name], budget=budget, seed=args.seed)
+            rows = [lofo.one_fold(split, family, train_config=train_config, model_config=model_config,
+                                  augment_config=augment_config, out_dir=OUT / name / language / family,
+                                  cache_dir=OUT / "cache", seed=args.seed,
+                                  gmm_components=16 if name == "baseline" else 0)[0] for family in families]
             report["variants"][name][language] = rows
             write_json(RESULTS / "generalise.json", report)  # after every fold set: a long run keeps its results
     (RESULTS / "generalise.md").write_text(f"# Leave one family out\n\nMachine: {report['machine']['cpu']}\n\n"

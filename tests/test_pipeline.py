@@ -10,11 +10,12 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 
 import run_pipeline
 from voicelib import params as P
-from voicelib import runner
+from voicelib import refit, runner
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = run_pipeline.STAGES
@@ -55,7 +56,7 @@ def test_collect_parameters_unions_stages_and_refuses_disagreeing_defaults(dummy
     known = P.collect_parameters([dummy / f"{s}.ipynb" for s in STAGES])
     assert set(known) == {"run_dir", "seed", "language", "training"}
     assert known["training"].stages == ("03_finetune",) and known["training"].default == {}
-    assert len(known["seed"].stages) == 5
+    assert len(known["seed"].stages) == len(STAGES)
     _notebook(dummy / "04_evaluate.ipynb", 'seed: int = 1  # seed\n', "")
     with pytest.raises(ValueError, match="parameter seed: 04_evaluate declares int = 1 but 01_collect_data"):
         P.collect_parameters([dummy / f"{s}.ipynb" for s in STAGES])
@@ -146,7 +147,7 @@ def test_failure_renders_html_names_cell_and_resume_skips_done(dummy: Path, tmp_
     assert result.returncode == 0, result.stderr
     stages = json.loads((run_dir / "stages.json").read_text())["stages"]
     assert stages["03_finetune"]["status"] == "stale"  # an earlier stage reran
-    assert "[2/5] 02_augment" in result.stdout
+    assert f"[2/{len(STAGES)}] 02_augment" in result.stdout
 
 
 def test_a_runner_bug_is_not_reported_as_a_stage_failure(tmp_path: Path, monkeypatch) -> None:
@@ -214,6 +215,13 @@ def test_smoke_end_to_end_twice_gives_the_same_metrics(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "reports" / "hindi" / "latest.json").read_text())["run_id"] == "smoke"
     config = json.loads((run_dir / "model" / "config.json").read_text())
     assert config["train_config"]["epochs"] == 1 and config["train_config"]["batch_size"] == 8  # configs/smoke.yaml
+    final = json.loads((run_dir / "final.json").read_text())  # 05_final_fit: the shipped model saw every clip
+    manifest = pd.read_csv(run_dir / "manifest.csv")
+    assert final["enabled"] and final["n_clips"] == manifest["split"].isin(["train", "val", "test"]).sum()
+    shipped = json.loads((Path(final["store_entry"]) / "config.json").read_text())
+    assert shipped["threshold"] == final["operating_point"]["threshold"] == refit.heldout_operating_point(run_dir)[
+        "threshold"]  # from the evaluated model's validation and test scores
+    assert "Which model is which" in index and "refitted on all" in index
 
     again, result = _smoke(tmp_path, root, "again")  # same command, same seed, same machine
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

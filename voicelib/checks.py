@@ -83,6 +83,22 @@ def model_has_operating_point(meta: dict[str, Any]) -> float:
     return float(meta["threshold"])
 
 
+def final_model_consistent(run_dir: str | os.PathLike) -> str:
+    """final.json names the shipped model; a final model carries the held-out operating point and loads."""
+    from voicelib.io import read_json
+    from voicelib.model import read_meta
+
+    final = read_json(Path(run_dir) / "final.json")
+    if not final.get("enabled"):
+        return final.get("note", "no final fit")
+    meta = read_meta(final["store_entry"])
+    point = final["operating_point"]
+    if meta.get("threshold") != point["threshold"] or meta.get("calibration") != point["calibration"]:
+        raise CheckFailed(f"{final['store_entry']}: its threshold/calibration differ from the held-out operating "
+                          "point in final.json; rerun the final-fit stage")
+    return f"{Path(final['store_entry']).name}: trained on {final['n_clips']} clips, threshold {point['threshold']:.3f}"
+
+
 def scores_cover_both_classes(path: str | os.PathLike) -> dict[str, int]:
     """scores.csv holds scored human and AI test clips; returns clips per class."""
     scores = pd.read_csv(path)

@@ -210,6 +210,13 @@ def evaluation_section(run_dir: Path) -> str:
                      + kv_table({k: att.get(k) for k in ("families", "n_ai", "n_known_family",
                                                          "accuracy_known_families", "unknown_families")})
                      + f"<p class='muted'>{esc(att.get('note', ''))}</p>")
+    lofo_result = _read(run_dir / "lofo.json")
+    if lofo_result:
+        from voicelib import lofo
+
+        parts.append("<h4>leave one family out (trained without each AI family, scored on its test clips)</h4>"
+                     + table_html(lofo.table(lofo_result))
+                     + ("" if lofo_result.get("complete") else "<p class='warn'>incomplete: not every fold ran</p>"))
     for column, table in m.get("breakdowns", {}).items():
         parts.append(f"<h4>per {esc(column)}</h4>{records_table(table, column)}")
     probe, boxes = base.get("shortcut_probe", {}), []
@@ -332,6 +339,11 @@ def model_card(run_dir: Path) -> str:
     eer, auc = metrics.get("eer"), metrics.get("roc_auc")
     perf = (f"Test EER {fmt(eer)}, ROC-AUC {fmt(auc)} on the held-out test split (speakers and groups unseen "
             "in training; threshold chosen on validation)." if eer is not None else "Not evaluated.")
+    final = _read(run_dir / "final.json")
+    if final.get("enabled"):
+        perf += (f" These figures are the evaluated model's. The shipped model ({final.get('store_entry')}) was "
+                 f"trained on all {final['n_clips']} clips, test clips included, so no figure of it is held out; its "
+                 "threshold and calibration come from the evaluated model's held-out validation and test scores.")
     untested = [f"AI engines other than {', '.join(engines) or 'those above'} (new TTS systems, voice cloning "
                 "and voice conversion).", f"Languages other than {language}; code-switched speech.",
                 "Long recordings with several speakers, music or strong background noise.",
@@ -339,12 +351,15 @@ def model_card(run_dir: Path) -> str:
     if not metrics.get("robustness"):
         untested.append("Robustness to noise, codecs and telephone channels (robustness evaluation was off).")
     li = lambda items: "<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"  # noqa: E731
+    from voicelib import refit
+
+    which = table_html(refit.which_model_table(run_dir)) if (run_dir / "train.json").is_file() else ""
     return (f"<h4>Intended use</h4><p>Flag {esc(language)} speech clips that are likely AI-generated (TTS), as one "
             "signal for a human reviewer. Not for legal or forensic decisions, nor for judging single clips "
             "without a person listening.</p>"
             f"<h4>Data</h4><p>{esc(limits[0])} AI engines: {esc(', '.join(engines) or 'none')}.</p>"
             f"<h4>Performance</h4><p>{esc(perf)}</p><h4>Limitations</h4>{li(limits[1:] or ['none noted'])}"
-            f"<h4>Not tested</h4>{li(untested)}")
+            f"<h4>Not tested</h4>{li(untested)}<h4>Which model is which</h4>{which}")
 
 
 def environment_section(run_dir: Path) -> str:
@@ -355,7 +370,7 @@ def environment_section(run_dir: Path) -> str:
     env = {**env, "seed": params.get("seed"), "device": train.get("device", params.get("device"))}
     stages = _read(run_dir / "stages.json").get("stages", {})
     # the report stage is still running while it writes this page
-    status = lambda s, v: ("writing this report" if v.get("status") == "running" and s == "05_report"  # noqa: E731
+    status = lambda s, v: ("writing this report" if v.get("status") == "running" and s.endswith("_report")  # noqa: E731
                            else v.get("status"))
     rows = [{"stage": f'<a href="{s}.html">{esc(s)}</a>', "status": esc(status(s, v)),
              "duration (s)": v.get("duration_s", ""), "error": esc(v.get("error") or "")} for s, v in stages.items()]
@@ -408,6 +423,11 @@ def _header(run_dir: Path) -> str:
                      for n in _read(run_dir / "data_summary.json").get("notes", []))
     if metrics.get("shortcut_warning"):
         notes += f'<p class="warn">{esc(metrics["shortcut_warning"])}</p>'
+    final = _read(run_dir / "final.json")
+    if final.get("enabled"):
+        notes += (f"<p class='muted'>Shipped model: {esc(Path(final['store_entry']).name)}, refitted on all "
+                  f"{final['n_clips']} clips with the threshold from held-out scores; every figure on this page is "
+                  "the evaluated model's (see Model card: which model is which).</p>")
     p = params.get("parameters", {})
     return (f"<h1>AI-speech detector: {esc(p.get('language', '?'))}</h1>"
             f"<p class='muted'>run {esc(params.get('run_id', run_dir.name))}"

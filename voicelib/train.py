@@ -38,7 +38,7 @@ from voicelib.model import OCSOFTMAX, WEIGHTS, ModelConfig, ResNet18Detector, bu
 logger = logging.getLogger(__name__)
 
 MODES = ("scratch", "full", "frozen", "head")
-SELECT_ON = ("eer", "accuracy")
+SELECT_ON = ("eer", "accuracy", "last")
 SAM_MODES = ("", "sam", "asam")
 MIN_CALIBRATION_CLIPS = 10  # per class: fewer validation clips than this give no Platt calibration
 REQUIRED_COLUMNS = ("path", "label", "language", "speaker", "duration", "split")
@@ -61,7 +61,7 @@ class TrainConfig:
     segments_per_epoch: int = 0  # segments drawn per epoch; 0 means one pass over the training audio
     mode: str = "scratch"  # scratch, full (all weights of base_model), frozen (backbone fixed) or head (AI head)
     base_model: str = ""  # model directory to fine-tune from; empty trains from scratch
-    select_on: str = "eer"  # model selection: validation EER, or accuracy at probability 0.5 (common recipes)
+    select_on: str = "eer"  # model selection: validation EER, accuracy at probability 0.5, or last (fixed budget)
     seed: int = 0  # seed of initialisation, sampling, augmentation and dropout
     num_workers: int = 0  # DataLoader worker processes (0 = in the training process)
     threads: int = 0  # torch CPU threads while training (0 = leave torch's setting)
@@ -303,7 +303,9 @@ def _error(val: dict[str, Any], select_on: str) -> float:
 
 
 def _better(val: dict[str, Any], state: dict[str, Any], select_on: str = "eer") -> bool:
-    """Lower selection error wins; a tie goes to the lower val loss."""
+    """Lower selection error wins; a tie goes to the lower val loss ("last": every epoch replaces the one before)."""
+    if select_on == "last":
+        return True
     error = _error(val, select_on)
     if error < state["best_error"] - 1e-9:
         return True

@@ -1,0 +1,104 @@
+"""Leave one family out: the folds hold a family out of training, score it against the test humans, and say so."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from voicelib import lofo, metrics, train
+from voicelib.augment import AugmentConfig
+from voicelib.features import FeatureConfig
+from voicelib.model import ModelConfig
+
+SR = 16000
+TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40, cmvn=False))
+BUDGET = train.TrainConfig(epochs=2, batch_size=8, lr=3e-3, seed=0, segments_per_epoch=48, mix_prob=0.0)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def split_manifest(root, *, n=20, seconds=1.5, families=("low", "high")) -> pd.DataFrame:
+    """Noisy modulated 'human' clips and AI families of clean harmonics, split train/val/test by index (5 test each)."""
+    rng = np.random.default_rng(1)
+    t = np.arange(int(seconds * SR)) / SR
+    bands = {"low": (100, 200), "mid": (300, 500), "high": (900, 1100)}
+    rows = []
+    for label, family in (("human", ""), *(("ai", f) for f in families)):
+        for i in range(n):
+            f0 = rng.uniform(*bands[family or "low"])
+            wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 4))
+            if label == "human":
+                wave = wave * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.3 * rng.standard_normal(len(t))
+            path = root / f"{label}_{family}_{i}.flac"
+            sf.write(path, (0.1 * wave / np.abs(wave).max()).astype(np.float32), SR)
+            split = {0: "test", 3: "val"}.get(i % 4, "train")
+            rows.append({"path": str(path), "label": label, "language": "english", "speaker": f"{label}{family}{i % 5}",
+                         "engine": f"{family}-engine" if family else "", "family": family,
+                         "hash": f"{label}{family}{i:04d}", "duration": seconds, "split": split})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> pd.DataFrame:
+    return split_manifest(tmp_path_factory.mktemp("lofo_audio"))
+
+
+def test_a_fold_keeps_the_family_out_of_training_and_scores_it_against_the_test_humans(split):
+    trainval, test = lofo.fold(split, "low")
+    assert not ((trainval["family"] == "low") & (trainval["label"] == "ai")).any()
+    assert set(trainval["split"]) == {"train", "val"} and set(trainval[trainval["label"] == "ai"]["family"]) == {"high"}
+    ai = test[test["label"] == "ai"]
+    assert set(ai["family"]) == {"low"} and len(ai) == 20  # every clip of the family: it is out of training altogether
+    assert set(ai["split"]) == {"train", "val", "test"}
+    assert set(test[test["label"] == "human"]["split"]) == {"test"} and (test["label"] == "human").sum() == 5
+
+
+def test_only_families_with_enough_clips_and_another_family_to_train_on_are_folds(split, tmp_path):
+    assert lofo.held_out_families(split) == ["high", "low"]
+    assert lofo.held_out_families(split, min_clips=21) == []
+    few = split[~((split["family"] == "high") & (split["hash"].str[-4:].astype(int) >= 4))]
+    assert lofo.held_out_families(few) == ["low"]  # 'high' keeps 4 clips (test, 2 train, val)
+    three = split_manifest(tmp_path, families=("low", "mid", "high"))
+    no_val = three[~((three["family"] != "low") & (three["split"] == "val"))]
+    assert lofo.held_out_families(no_val) == ["high", "mid"]  # without 'low' no AI clip is left to validate on
+
+
+def test_run_writes_every_fold_with_pooled_figures_and_lfcc_gmm(split, tmp_path):
+    result = lofo.run(split, train_config=BUDGET, model_config=TINY, augment_config=AugmentConfig.none(),
+                      out_dir=tmp_path, cache_dir=tmp_path / "cache", n_boot=50, gmm_components=2)
+    assert result["families"] == ["high", "low"] and result["complete"] is True
+    for row in result["folds"]:
+        assert row["family"] not in row["train_families"] and row["train_families"] == sorted({"high", "low"}
+                                                                                              - {row["family"]})
+        assert (row["n_ai"], row["n_human"]) == (20, 5)
+        assert 0 <= row["eer_ci"][0] <= row["eer"] <= row["eer_ci"][1] <= 1 and 0 <= row["lfcc_gmm_eer"] <= 1
+    assert not (tmp_path / "lofo" / "low" / "model").exists()  # fold models are not kept
+    scores = pd.read_csv(tmp_path / "lofo_scores.csv")
+    assert len(scores) == 50 and set(scores["family"]) == {"high", "low"}
+    assert result["pooled_eer"] == pytest.approx(metrics.eer(scores["y"], scores["logit"])[0])
+    assert result["mean_eer"] == pytest.approx(np.mean([r["eer"] for r in result["folds"]]))
+    assert json.loads((tmp_path / "lofo.json").read_text())["pooled_eer"] == pytest.approx(result["pooled_eer"])
+    table = lofo.table(result)
+    assert list(table["held out"]) == ["high", "low", "mean over families", "pooled"]
+    assert table["LFCC-GMM EER %"].notna().all()
+
+
+def test_the_stage_is_off_by_default_and_refuses_data_without_folds(split, tmp_path):
+    assert lofo.run_stage(tmp_path, split, enabled=False).empty and not (tmp_path / "lofo.json").exists()
+    one_family = split[split["family"] != "high"]
+    with pytest.raises(ValueError, match="no AI family has 5\\+ clips with another family left to train on"):
+        lofo.run(one_family, train_config=BUDGET, model_config=TINY, augment_config=AugmentConfig.none(),
+                 out_dir=tmp_path)
+
+
+def test_recipe_reads_the_trained_models_configs_with_changes(split, tmp_path):
+    result = train.fit(split, BUDGET, out_dir=tmp_path / "m", model_config=TINY, augment_config=AugmentConfig.none(),
+                       device="cpu", progress=False, cache_dir=tmp_path / "cache")
+    train_config, model_config = lofo.recipe(result.model_dir, epochs=1)
+    assert train_config == train.TrainConfig.from_dict({**BUDGET.to_dict(), "epochs": 1})
+    assert model_config.width == 8 and model_config.features == TINY.features
+    with pytest.raises(ValueError, match="epochs"):
+        lofo.recipe(result.model_dir, epochs=0)

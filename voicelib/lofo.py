@@ -1,0 +1,196 @@
+"""Leave one family out: how the training recipe does on a generator family it never heard.
+
+For each AI family F: train on the train and validation splits *without* F's clips (the same recipe,
+budget and seed for every fold), then score every clip of F against the test humans. LFCC-GMM
+is fitted and scored on the same folds. The pooled figure puts every fold's held-out AI scores against its
+human scores; the mean over families weights each family alike. Used by the evaluation stage (optional,
+`leave_one_family_out`) and by bench/bench_generalise.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from voicelib import manifest, metrics
+from voicelib.augment import AugmentConfig
+from voicelib.io import read_json, write_json
+from voicelib.model import ModelConfig
+
+log = logging.getLogger(__name__)
+
+MIN_CLIPS = 5  # a family needs this many AI clips to be a fold
+
+
+def recipe(model_dir: str | os.PathLike, **train_overrides: Any):
+    """The TrainConfig and ModelConfig a trained model was made with (its family classes cleared for refitting)."""
+    from voicelib.train import TrainConfig
+
+    config = read_json(Path(model_dir) / "config.json")
+    train_config = TrainConfig.from_dict({**config.get("train_config", {}), **train_overrides})
+    model_config = dataclasses.replace(ModelConfig.from_dict(config["model"]), families=())
+    return train_config, model_config
+
+
+def held_out_families(split: pd.DataFrame, *, min_clips: int = MIN_CLIPS) -> list[str]:
+    """The AI families with at least `min_clips` clips whose removal leaves AI clips to train and validate on."""
+    fams = manifest.family_of(split)
+    ai = split["label"] == "ai"
+    folds = []
+    for family, n in fams[ai & split["split"].isin(["train", "val", "test"])].value_counts().items():
+        rest = split[ai & (fams != family)]
+        if n >= min_clips and {"train", "val"} <= set(rest["split"]):
+            folds.append(family)
+    return sorted(folds)
+
+
+def fold(split: pd.DataFrame, family: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train and val rows without `family`'s AI clips, the test humans with every AI clip of `family`).
+
+    The family is out of training altogether, so all its clips are unseen: those of the train and val splits
+    too (their sentences and source speakers were heard as human speech in training, which only makes the
+    fold harder). The humans are the test split's: speakers never heard.
+    """
+    held = (split["label"] == "ai") & (manifest.family_of(split) == family)
+    trainval = split[split["split"].isin(["train", "val"]) & ~held].reset_index(drop=True)
+    test = split[(split["split"].isin(["train", "val", "test"]) & held)
+                 | ((split["split"] == "test") & (split["label"] == "human"))].reset_index(drop=True)
+    return trainval, test
+
+
+def _scores(model_dir: Path, frame: pd.DataFrame, *, device: str) -> np.ndarray:
+    """Mean AI logit per clip, scored as detection scores files."""
+    from voicelib import evaluate
+    from voicelib.detect import Detector
+
+    det = Detector.load(model_dir, device=device)
+    waves, ok = evaluate.load_waves(frame, det.sample_rate)
+    if not ok.all():
+        raise ValueError(f"{int((~ok).sum())} test clips did not decode; run the collection stage again")
+    return evaluate.score_waves(det, waves, chunk_duration=3.0, overlap=0.5)["logit"].to_numpy()
+
+
+def _gmm_scores(trainval: pd.DataFrame, test: pd.DataFrame, *, seed: int, components: int) -> np.ndarray:
+    from voicelib import evaluate
+    from voicelib.baselines import LfccGmm
+
+    train = trainval[trainval["split"] == "train"]
+    waves, ok = evaluate.load_waves(train, 16000)
+    labels = (train["label"] == "ai").to_numpy(dtype=int)[ok]
+    test_waves, _ = evaluate.load_waves(test, 16000)
+    return LfccGmm(n_components=components, seed=seed).fit([w for w, k in zip(waves, ok) if k], labels).score(
+        test_waves)
+
+
+def one_fold(split: pd.DataFrame, family: str, *, train_config, model_config: ModelConfig,
+             augment_config: AugmentConfig, out_dir: str | os.PathLike, cache_dir: str | os.PathLike | None,
+             device: str = "cpu", seed: int = 0, n_boot: int = 300, gmm_components: int = 0,
+             keep_model: bool = False) -> tuple[dict, pd.DataFrame]:
+    """Train without `family`, score all its clips against the test humans: (summary row, per-clip scores)."""
+    from voicelib import train
+
+    trainval, test = fold(split, family)
+    start = time.perf_counter()
+    result = train.fit(trainval, train_config, out_dir=Path(out_dir) / "model", model_config=model_config,
+                       augment_config=augment_config, device=device, cache_dir=cache_dir, progress=False)
+    y = (test["label"] == "ai").to_numpy(dtype=int)
+    logits = _scores(result.model_dir, test, device=device)
+    rate = metrics.eer(y, logits)[0]
+    ci = metrics.bootstrap_ci(y, logits, threshold=0.0, seed=seed, n_boot=n_boot, clusters=test["speaker"].to_numpy())
+    row = {"family": family, "n_ai": int(y.sum()), "n_human": int((y == 0).sum()), "eer": rate, "eer_ci": ci["eer"],
+           "roc_auc": metrics.roc_auc(y, logits), "val_eer": result.best_val_eer,
+           "train_s": round(time.perf_counter() - start, 1),
+           "train_families": sorted(set(manifest.family_of(trainval[trainval["label"] == "ai"])))}
+    scores = test[["path", "label", "speaker"]].assign(family=family, y=y, logit=logits)
+    if gmm_components:
+        gmm = _gmm_scores(trainval, test, seed=seed, components=gmm_components)
+        row["lfcc_gmm_eer"] = metrics.eer(y, gmm)[0]
+        scores["lfcc_gmm"] = gmm
+    if not keep_model:
+        shutil.rmtree(result.model_dir, ignore_errors=True)
+    log.info("without %s: EER %.3f [%.3f-%.3f] on %d AI vs %d human clips%s", family, rate, *ci["eer"], row["n_ai"],
+             row["n_human"], f", LFCC-GMM {row['lfcc_gmm_eer']:.3f}" if gmm_components else "")
+    return row, scores
+
+
+def pooled(scores: pd.DataFrame, column: str = "logit") -> float | None:
+    """EER over every fold's held-out AI clips against its humans (each fold's scores from its own model)."""
+    if scores.empty:
+        return None
+    return float(metrics.eer(scores["y"].to_numpy(), scores[column].to_numpy())[0])
+
+
+def summarise(rows: list[dict], scores: pd.DataFrame) -> dict[str, Any]:
+    """Mean over families and pooled EER, ours and LFCC-GMM's."""
+    out: dict[str, Any] = {"folds": rows, "families": [r["family"] for r in rows]}
+    out["mean_eer"] = float(np.mean([r["eer"] for r in rows])) if rows else None
+    out["pooled_eer"] = pooled(scores)
+    if rows and all("lfcc_gmm_eer" in r for r in rows):
+        out["lfcc_gmm_mean_eer"] = float(np.mean([r["lfcc_gmm_eer"] for r in rows]))
+        out["lfcc_gmm_pooled_eer"] = pooled(scores, "lfcc_gmm")
+    return out
+
+
+def run(split: pd.DataFrame, *, train_config, model_config: ModelConfig, augment_config: AugmentConfig,
+        out_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None, device: str = "cpu", seed: int = 0,
+        n_boot: int = 300, gmm_components: int = 16, families: list[str] | None = None) -> dict[str, Any]:
+    """Every fold; writes lofo.json and lofo_scores.csv under out_dir (after each fold: a long run keeps its folds)."""
+    out_dir = Path(out_dir)
+    families = held_out_families(split) if families is None else families
+    if not families:
+        raise ValueError(f"leave one family out: no AI family has {MIN_CLIPS}+ clips with another family left to "
+                         "train on; collect more engines (--tts auto) or a larger --limit")
+    rows, parts = [], []
+    for family in families:
+        row, scores = one_fold(split, family, train_config=train_config, model_config=model_config,
+                               augment_config=augment_config, out_dir=out_dir / "lofo" / family, cache_dir=cache_dir,
+                               device=device, seed=seed, n_boot=n_boot, gmm_components=gmm_components)
+        rows.append(row)
+        parts.append(scores)
+        result = {**summarise(rows, pd.concat(parts, ignore_index=True)), "train_config": train_config.to_dict(),
+                  "complete": len(rows) == len(families)}
+        write_json(out_dir / "lofo.json", result)
+    pd.concat(parts, ignore_index=True).to_csv(out_dir / "lofo_scores.csv", index=False)
+    return result
+
+
+def run_stage(run_dir: str | os.PathLike, split: pd.DataFrame, *, enabled: bool, training: dict | None = None,
+              cache_dir: str | os.PathLike | None = None, device: str = "cpu", seed: int = 0,
+              gmm_components: int = 16) -> pd.DataFrame:
+    """The evaluation stage's optional part: the run's own recipe (with `training` changes) in every fold.
+
+    Returns one row per family (empty, and nothing written, when not enabled).
+    """
+    if not enabled:
+        log.info("leave one family out: off (set leave_one_family_out=True, or --set leave_one_family_out=true)")
+        return pd.DataFrame()
+    from voicelib import augment
+
+    run_dir = Path(run_dir)
+    train_config, model_config = recipe(run_dir / "model", **(training or {}))
+    augment_config = augment.read_config(run_dir / "augment" / "augment.json")
+    result = run(split, train_config=train_config, model_config=model_config, augment_config=augment_config,
+                 out_dir=run_dir, cache_dir=cache_dir, device=device, seed=seed, gmm_components=gmm_components)
+    return table(result)
+
+
+def table(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per held-out family, then the mean and pooled rows (EER in %)."""
+    rows = [{"held out": r["family"], "AI clips": r["n_ai"], "human clips": r["n_human"],
+             "EER %": round(100 * r["eer"], 1),
+             "95% interval": f"{100 * r['eer_ci'][0]:.1f}-{100 * r['eer_ci'][1]:.1f}",
+             "LFCC-GMM EER %": round(100 * r["lfcc_gmm_eer"], 1) if "lfcc_gmm_eer" in r else None}
+            for r in result["folds"]]
+    for name, ours, gmm in (("mean over families", "mean_eer", "lfcc_gmm_mean_eer"),
+                            ("pooled", "pooled_eer", "lfcc_gmm_pooled_eer")):
+        if result.get(ours) is not None:
+            rows.append({"held out": name, "EER %": round(100 * result[ours], 1),
+                         "LFCC-GMM EER %": round(100 * result[gmm], 1) if result.get(gmm) is not None else None})
+    return pd.DataFrame(rows)
