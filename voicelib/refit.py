@@ -63,9 +63,10 @@ def training_frame(split: pd.DataFrame) -> pd.DataFrame:
 
 
 def final_fit(split: pd.DataFrame, run_dir: str | os.PathLike, *, out_dir: str | os.PathLike | None = None,
-              cache_dir: str | os.PathLike | None = None, device: str = "cpu", progress: bool = False) -> Path:
+              cache_dir: str | os.PathLike | None = None, device: str = "cpu", nproc_per_node: int = 1,
+              progress: bool = False) -> Path:
     """Fit the run's recipe on all its clips; write the model dir with the held-out operating point; return it."""
-    from voicelib import augment, lofo, train
+    from voicelib import augment, distributed, lofo
 
     run_dir = Path(run_dir)
     evaluated = run_dir / "model"
@@ -78,9 +79,9 @@ def final_fit(split: pd.DataFrame, run_dir: str | os.PathLike, *, out_dir: str |
     rows = frame[frame["split"] == "train"]
     log.info("final fit on all %d clips (%d AI, %d human) for %d epochs, the evaluated model's best", len(rows),
              int((rows["label"] == "ai").sum()), int((rows["label"] == "human").sum()), epochs)
-    result = train.fit(frame, train_config, out_dir=out_dir, model_config=model_config,
-                       augment_config=augment.read_config(run_dir / "augment" / "augment.json"), device=device,
-                       cache_dir=cache_dir, progress=progress)
+    result = distributed.fit(frame, train_config, nproc_per_node=nproc_per_node, out_dir=out_dir,
+                             model_config=model_config, device=device, cache_dir=cache_dir, progress=progress,
+                             augment_config=augment.read_config(run_dir / "augment" / "augment.json"))
     evaluated_metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     provenance = {"trained_on": "every clip of the run's train, validation and test splits",
                   "n_clips": len(rows), "epochs": epochs, "run": run_dir.name,
@@ -104,8 +105,8 @@ def final_fit(split: pd.DataFrame, run_dir: str | os.PathLike, *, out_dir: str |
 
 
 def run_stage(run_dir: str | os.PathLike, split: pd.DataFrame, *, enabled: bool, models_root: str | os.PathLike,
-              language: str, promote: bool, cache_dir: str | os.PathLike | None = None,
-              device: str = "cpu") -> dict[str, Any]:
+              language: str, promote: bool, cache_dir: str | os.PathLike | None = None, device: str = "cpu",
+              nproc_per_node: int = 1) -> dict[str, Any]:
     """The final-fit stage: fit, register (and promote) the final model; write final.json either way."""
     from voicelib import store
 
@@ -116,7 +117,7 @@ def run_stage(run_dir: str | os.PathLike, split: pd.DataFrame, *, enabled: bool,
                 "note": "final_fit=False: the shipped model is the evaluated one (trained on the train split)"}
         write_json(run_dir / "final.json", info)
         return info
-    model_dir = final_fit(split, run_dir, cache_dir=cache_dir, device=device)
+    model_dir = final_fit(split, run_dir, cache_dir=cache_dir, device=device, nproc_per_node=nproc_per_node)
     entry = store.register(model_dir, root=models_root, language=language, promote=promote)
     meta = read_json(model_dir / "config.json")
     info = {"enabled": True, "shipped": "final", "model_dir": model_dir.name, "store_entry": str(entry),

@@ -64,5 +64,6 @@ def model_info(loaded: Any) -> dict:
             "segment_seconds": meta.get("segment_seconds"), "language_head": det.languages,
             "language_head_active": bool(meta.get("language_head_active", True)), "backend": det.backend,
             "created": meta.get("created"), "training_data": meta.get("data"),
+            "final_fit": meta.get("final_fit"),  # trained on every clip: where its threshold came from
             "validation_metrics": {k: v for k, v in metrics.items() if k != "test"} or None,
             "test_metrics": metrics.get("test")}
