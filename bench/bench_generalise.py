@@ -43,6 +43,7 @@ log = logging.getLogger("bench_generalise")
 VARIANTS: dict[str, dict] = {
     "baseline": {},
     "preprocess": {"architecture": {"preprocess": {}}},  # VAD trim, loudness -23 dBFS, dither (PreprocessConfig())
+    "preprocess_energy": {"architecture": {"preprocess": {"vad_backend": "energy"}}},  # the fast VAD (no Silero)
     "preprocess_linear": {"architecture": {"preprocess": {}, "features": {"kind": "linear"}}},
     "linear": {"architecture": {"features": {"kind": "linear"}}},
     "multires": {"architecture": {"features": {"kind": "multires"}}},

@@ -50,6 +50,8 @@ def test_a_fold_keeps_the_family_out_of_training_and_scores_it_against_the_test_
     trainval, test = lofo.fold(split, "low")
     assert not ((trainval["family"] == "low") & (trainval["label"] == "ai")).any()
     assert set(trainval["split"]) == {"train", "val"} and set(trainval[trainval["label"] == "ai"]["family"]) == {"high"}
+    moved = trainval[trainval["hash"].isin(split[split["split"] == "test"]["hash"])]
+    assert len(moved) == 5 and set(moved["family"]) == {"high"} and set(moved["split"]) == {"val"}  # other AI: val
     ai = test[test["label"] == "ai"]
     assert set(ai["family"]) == {"low"} and len(ai) == 20  # every clip of the family: it is out of training altogether
     assert set(ai["split"]) == {"train", "val", "test"}
@@ -62,8 +64,11 @@ def test_only_families_with_enough_clips_and_another_family_to_train_on_are_fold
     few = split[~((split["family"] == "high") & (split["hash"].str[-4:].astype(int) >= 4))]
     assert lofo.held_out_families(few) == ["low"]  # 'high' keeps 4 clips (test, 2 train, val)
     three = split_manifest(tmp_path, families=("low", "mid", "high"))
-    no_val = three[~((three["family"] != "low") & (three["split"] == "val"))]
-    assert lofo.held_out_families(no_val) == ["high", "mid"]  # without 'low' no AI clip is left to validate on
+    held_out = three[~((three["family"] == "low") & (three["split"] != "test"))  # 'low' only in test, 'mid' only in
+                     & ~((three["family"] == "mid") & (three["split"] != "val"))]  # val: as family-held-out splits
+    assert lofo.held_out_families(held_out) == ["low", "mid"]  # without 'high' no AI clip is left to train on
+    trainval, test = lofo.fold(held_out, "mid")
+    assert set(trainval[(trainval["split"] == "val") & (trainval["label"] == "ai")]["family"]) == {"low", "high"}
 
 
 def test_run_writes_every_fold_with_pooled_figures_and_lfcc_gmm(split, tmp_path):

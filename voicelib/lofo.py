@@ -1,7 +1,8 @@
 """Leave one family out: how the training recipe does on a generator family it never heard.
 
-For each AI family F: train on the train and validation splits *without* F's clips (the same recipe,
-budget and seed for every fold), then score every clip of F against the test humans. LFCC-GMM
+For each AI family F: train on the train split *without* F's clips, validate on the validation split and
+the other families' test clips (the same recipe, budget and seed for every fold), then score every clip
+of F against the test humans. LFCC-GMM
 is fitted and scored on the same folds. The pooled figure puts every fold's held-out AI scores against its
 human scores; the mean over families weights each family alike. Used by the evaluation stage (optional,
 `leave_one_family_out`) and by bench/bench_generalise.py.
@@ -40,28 +41,33 @@ def recipe(model_dir: str | os.PathLike, **train_overrides: Any):
 
 
 def held_out_families(split: pd.DataFrame, *, min_clips: int = MIN_CLIPS) -> list[str]:
-    """The AI families with at least `min_clips` clips whose removal leaves AI clips to train and validate on."""
+    """The AI families with at least `min_clips` clips whose fold leaves both classes to train and validate on."""
     fams = manifest.family_of(split)
-    ai = split["label"] == "ai"
+    counts = fams[(split["label"] == "ai") & split["split"].isin(["train", "val", "test"])].value_counts()
     folds = []
-    for family, n in fams[ai & split["split"].isin(["train", "val", "test"])].value_counts().items():
-        rest = split[ai & (fams != family)]
-        if n >= min_clips and {"train", "val"} <= set(rest["split"]):
+    for family, n in counts.items():
+        trainval, _ = fold(split, family)
+        classes = trainval.groupby("split")["label"].nunique()
+        if n >= min_clips and classes.get("train", 0) == 2 and classes.get("val", 0) == 2:
             folds.append(family)
     return sorted(folds)
 
 
 def fold(split: pd.DataFrame, family: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train and val rows without `family`'s AI clips, the test humans with every AI clip of `family`).
+    """(what the fold trains and validates on, the test humans with every AI clip of `family`).
 
-    The family is out of training altogether, so all its clips are unseen: those of the train and val splits
+    The family is out of training altogether, so all its clips are unseen, those of the train and val splits
     too (their sentences and source speakers were heard as human speech in training, which only makes the
-    fold harder). The humans are the test split's: speakers never heard.
+    fold harder). The humans scored are the test split's: speakers never heard. The other families' test
+    clips join validation (their sentences are the test split's, so they stay disjoint from training): a run
+    whose splits hold families out keeps an AI family to validate on in every fold.
     """
     held = (split["label"] == "ai") & (manifest.family_of(split) == family)
-    trainval = split[split["split"].isin(["train", "val"]) & ~held].reset_index(drop=True)
-    test = split[(split["split"].isin(["train", "val", "test"]) & held)
-                 | ((split["split"] == "test") & (split["label"] == "human"))].reset_index(drop=True)
+    active = split["split"].isin(["train", "val", "test"])
+    test_human = (split["split"] == "test") & (split["label"] == "human")
+    trainval = split[active & ~held & ~test_human].reset_index(drop=True)
+    trainval["split"] = trainval["split"].replace({"test": "val"})
+    test = split[active & (held | test_human)].reset_index(drop=True)
     return trainval, test
 
 
