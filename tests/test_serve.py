@@ -142,7 +142,7 @@ def test_health_page_status_and_info(server):
     assert info["languages"] == ["english", "hindi"] and hindi["class_mapping"] == {"0": "HUMAN", "1": "AI_GENERATED"}
     assert hindi["version"] == status["languages"]["hindi"]["version"] and 0 < hindi["threshold"] < 1
     assert {"training_data", "validation_metrics", "test_metrics", "labels"} <= set(hindi)
-    assert hindi["final_fit"] is None  # a model trained on a train split (a final fit says where its threshold came from)
+    assert hindi["final_fit"] is None  # trained on a train split (a final fit says where its threshold came from)
 
 
 def test_every_protected_endpoint_refuses_missing_and_wrong_keys(server):

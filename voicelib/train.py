@@ -385,6 +385,7 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
     stopped = _loop(run, cfg, train_ds, val_ds, out_dir, state, rows, make_config, n_samples=n_samples,
                     progress=progress, on_epoch_end=on_epoch_end)
     return _finalize(run, val_ds, out_dir, rows, make_config, stopped=stopped, batch_size=cfg.batch_size,
+                     held_out=cfg.select_on != "last",
                      best_epoch=state["best_epoch"])
 
 
@@ -424,9 +425,10 @@ def _loop(run: _Run, cfg: TrainConfig, train_ds: data.SegmentDataset, val_ds: da
             checkpoint.save_last(out_dir, model=run.model, optimizer=run.optimizer, step=run.step, epoch=epoch,
                                  state=state)
         distributed.barrier(run.ctx)
-        logger.info("epoch %d/%d: train loss %.4f, val loss %.4f, val EER %.2f%%, val AUC %.3f, %.1f s%s%s",
-                    epoch, cfg.epochs, row["train_loss"], row["val_loss"], 100 * row["val_eer"], row["val_auc"],
-                    row["seconds"], " (best)" if state["best_epoch"] == epoch else "",
+        val_name = "monitor (trained-on clips)" if cfg.select_on == "last" else "val"
+        logger.info("epoch %d/%d: train loss %.4f, %s loss %.4f, EER %.2f%%, AUC %.3f, %.1f s%s%s", epoch, cfg.epochs,
+                    row["train_loss"], val_name, row["val_loss"], 100 * row["val_eer"], row["val_auc"],
+                    row["seconds"], " (best)" if state["best_epoch"] == epoch and cfg.select_on != "last" else "",
                     f", about {_time_left(rows, epoch, cfg.epochs)} left" if epoch < cfg.epochs else "")
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
@@ -435,8 +437,12 @@ def _loop(run: _Run, cfg: TrainConfig, train_ds: data.SegmentDataset, val_ds: da
 
 def _finalize(run: _Run, val_ds: data.SegmentDataset, out_dir: Path, rows: list[dict[str, Any]],
               make_config: Callable[..., dict[str, Any]], *, stopped: bool, batch_size: int,
-              best_epoch: int) -> TrainResult:
-    """Reload the best weights, fit threshold and Platt calibration on validation, write config/metrics."""
+              best_epoch: int, held_out: bool = True) -> TrainResult:
+    """Reload the best weights, fit threshold and Platt calibration on validation, write config/metrics.
+
+    held_out=False (select_on="last"): the validation clips were also trained on, so the threshold written
+    here is a placeholder the caller replaces (voicelib.refit does, from held-out scores) and nothing is said.
+    """
     from safetensors.torch import load_file
 
     run.model.load_state_dict(load_file(str(out_dir / WEIGHTS), device=str(run.device)))
@@ -446,7 +452,8 @@ def _finalize(run: _Run, val_ds: data.SegmentDataset, out_dir: Path, rows: list[
     if min(n_ai, n_human) < MIN_CALIBRATION_CLIPS:
         refused = (f"not calibrated: validation has {n_ai} AI and {n_human} human clips (< {MIN_CALIBRATION_CLIPS} "
                    "of a class); scores are the raw sigmoid, and the threshold rests on few clips")
-        logger.warning(refused)
+        if held_out:
+            logger.warning(refused)
     a, b = fit_platt(val["labels"], val["scores"]) if refused is None else (1.0, 0.0)
     band = inconclusive_band(val["labels"], apply_platt(val["scores"], a, b),
                              float(apply_platt(val["threshold"], a, b)))
@@ -460,9 +467,12 @@ def _finalize(run: _Run, val_ds: data.SegmentDataset, out_dir: Path, rows: list[
     if run.ctx.main:
         save_model(run.model, out_dir, config=config_json, metrics=metrics)
     distributed.barrier(run.ctx)
-    logger.info("best epoch %d: val EER %.2f%% on %d clips (%d AI, %d human), threshold %.3f",
-                best_epoch, 100 * val["val_eer"], metrics["n_val_clips"], metrics["n_val_ai"],
-                metrics["n_val_human"], val["threshold"])
+    if held_out:
+        logger.info("best epoch %d: val EER %.2f%% on %d clips (%d AI, %d human), threshold %.3f",
+                    best_epoch, 100 * val["val_eer"], metrics["n_val_clips"], metrics["n_val_ai"],
+                    metrics["n_val_human"], val["threshold"])
+    else:
+        logger.info("kept the last epoch (%d): a fixed budget, nothing held out to select on", best_epoch)
     return TrainResult(out_dir, history, best_epoch, val["val_eer"], val["val_auc"], val["threshold"], (a, b),
                        stopped, run.mode, str(run.device))
 
