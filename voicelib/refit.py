@@ -132,18 +132,13 @@ def which_model_table(run_dir: str | os.PathLike) -> pd.DataFrame:
     run_dir = Path(run_dir)
     final = read_json(run_dir / "final.json") if (run_dir / "final.json").is_file() else {}
     train_summary = read_json(run_dir / "train.json") if (run_dir / "train.json").is_file() else {}
-    rows = [{"model": "evaluated", "store entry": train_summary.get("store_entry"),
-             "trained on": "train split (selected on validation)",
-             "threshold and calibration from": "validation scores",
-             "figures in this report": "every test figure (EER, seen/unseen, per family, at the threshold)"}]
+    rows = [{"model": "evaluated", "store entry": train_summary.get("store_entry"), "trained on": "train split",
+             "threshold from": "its validation scores", "figures in this report": "all of them"}]
     if final.get("enabled"):
-        point = final["operating_point"]
+        epochs = f"{final['epochs']} epoch{'s' if final['epochs'] != 1 else ''}"
         rows.append({"model": "final (shipped)" if final.get("promoted") else "final (not promoted)",
-                     "store entry": final.get("store_entry"),
-                     "trained on": f"all {final['n_clips']} clips (train + validation + test), "
-                                   f"{final['epochs']} epochs",
-                     "threshold and calibration from": f"the evaluated model's {point['n_clips']} held-out "
-                                                      f"validation and test scores",
-                     "figures in this report": "none: nothing is held out from it"})
+                     "store entry": final.get("store_entry"), "trained on": f"all {final['n_clips']} clips, {epochs}",
+                     "threshold from": f"evaluated model's {final['operating_point']['n_clips']} held-out scores",
+                     "figures in this report": "none (nothing held out)"})
     return pd.DataFrame(rows)
 
