@@ -220,3 +220,16 @@ def test_hold_out_prefers_tts_families_over_vocoded_copies():
         out = manifest.hold_out_families(df, seed=seed, min_ai_clips=1)
         fams = manifest.family_of(out)
         assert (out.loc[fams == "vocoder", "split"] != "excluded").all(), seed  # vocoded copies all kept
+
+
+def test_hold_out_prefers_a_family_with_enough_clips_in_the_split():
+    df = _families_frame()
+    extra = df[(df["family"] == "diphone") & (df["split"].isin(["val", "test"]))]
+    df = pd.concat([df] + [extra.assign(path=extra["path"] + f".{k}") for k in range(4)], ignore_index=True)
+    for seed in range(8):  # diphone alone has 15 val and 15 test clips; the others have 3
+        out = manifest.hold_out_families(df, seed=seed, min_ai_clips=10)
+        fams = manifest.family_of(out)
+        held = {s: set(fams[(out["label"] == "ai") & (out["split"] == s)]) - set(fams[(out["label"] == "ai")
+                                                                                       & (out["split"] == "train")])
+                for s in ("val", "test")}
+        assert "diphone" in held["test"] | held["val"], seed  # held out where it has the clips

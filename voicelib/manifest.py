@@ -328,15 +328,21 @@ def family_of(df: pd.DataFrame) -> pd.Series:
 
 
 def _choose_families(frame: pd.DataFrame, fams: pd.Series, split: str, given: list[str] | None, taken: set[str],
-                     rng: np.random.Generator) -> list[str]:
-    """The families to hold out for `split`: the given ones, else one drawn by seed among those with clips there."""
+                     rng: np.random.Generator, min_clips: int = 1) -> list[str]:
+    """The families to hold out for `split`: the given ones, else one drawn by seed among those with clips there.
+
+    Preferred, in order: a TTS family (vocoded copies follow their human sources into every split, so
+    holding them out would discard most of them) with at least `min_clips` clips in the split (so the
+    held-out family is measured on enough clips).
+    """
     if given:
         return list(given)
-    candidates = sorted(set(fams[(frame["label"] == "ai") & (frame["split"] == split)]) - taken - {"unknown"})
-    # vocoded copies follow their human sources into every split: holding them out would discard most of them,
-    # so a TTS family is held out when there is one
+    counts = fams[(frame["label"] == "ai") & (frame["split"] == split)].value_counts()
+    candidates = sorted(set(counts.index) - taken - {"unknown"})
     tts = [c for c in candidates if c != "vocoder"]
     candidates = tts or candidates
+    enough = [c for c in candidates if counts[c] >= min_clips]
+    candidates = enough or candidates
     return [candidates[int(rng.integers(len(candidates)))]] if candidates else []
 
 
@@ -357,9 +363,9 @@ def hold_out_families(df: pd.DataFrame, *, seed: int, test_families: list[str] |
                     "measured; collect engines of more families", len(families), ", ".join(families) or "none")
         return out
     rng = np.random.default_rng([seed, 7])
-    test = _choose_families(out, fams, "test", test_families, set(), rng)
-    val = _choose_families(out, fams, "val", val_families, set(test), rng) if len(families) >= 3 or val_families \
-        else []
+    test = _choose_families(out, fams, "test", test_families, set(), rng, min_ai_clips)
+    val = _choose_families(out, fams, "val", val_families, set(test), rng, min_ai_clips) \
+        if len(families) >= 3 or val_families else []
     unknown = sorted(set(test + val) - set(families))
     if unknown:
         raise ValueError(f"held-out families {unknown} have no AI clips; choose from {', '.join(families)}")
