@@ -43,3 +43,11 @@ def test_absent_festival_says_how_to_install(tmp_path, monkeypatch):
     assert "festvox-hi-nsk" in why
     with pytest.raises(SourceUnavailable, match="apt-get install festival"):
         festival.collect(tmp_path, language="hindi", texts=["नमस्ते"])
+
+
+def test_an_indic_voice_without_its_language_support_is_not_offered(monkeypatch):
+    """festvox-hi-nsk without festival-hi (a Recommends) fails on every clip: it must count as not installed."""
+    monkeypatch.setattr(festival, "missing", lambda programs, files=(): [f for f in files if f.endswith("_scm")])
+    assert festival.installed_voices("hindi") == [] and festival.installed_voices("english") == ["kal_diphone"]
+    ok, why = festival.available("hindi")
+    assert not ok and "festival-hi" in why and "festvox-hi-nsk" in why

@@ -15,19 +15,22 @@ log = logging.getLogger(__name__)
 
 ENGINE = "festival"
 FAMILY = "diphone"
-VOICE_DIR = Path("/usr/share/festival/voices")
-# per ISO code: (festival voice, Debian package); the NSK voices are the only native Indic ones packaged
-DIPHONE_VOICES = {"hi": [("hindi_NSK_diphone", "festvox-hi-nsk", "hindi")],
-                  "te": [("telugu_NSK_diphone", "festvox-te-nsk", "telugu")],
-                  "en": [("kal_diphone", "festvox-kallpc16k", "english")]}
-HTS_VOICES = {"en": [("cmu_us_slt_arctic_hts", "festvox-us-slt-hts", "us")]}
+FESTIVAL_DIR = Path("/usr/share/festival")
+VOICE_DIR = FESTIVAL_DIR / "voices"
+# per ISO code: (festival voice, Debian packages, voice folder, language support folder under FESTIVAL_DIR or "");
+# the NSK voices are the only native Indic ones packaged, and they need their language's lexicon and phone set
+# (festival-hi, festival-te: only Recommended by the voice packages, so --no-install-recommends leaves them out)
+DIPHONE_VOICES = {"hi": [("hindi_NSK_diphone", "festvox-hi-nsk festival-hi", "hindi", "hindi_scm")],
+                  "te": [("telugu_NSK_diphone", "festvox-te-nsk festival-te", "telugu", "telugu_scm")],
+                  "en": [("kal_diphone", "festvox-kallpc16k", "english", "")]}
+HTS_VOICES = {"en": [("cmu_us_slt_arctic_hts", "festvox-us-slt-hts", "us", "")]}
 LANGUAGES = ("hindi", "telugu", "english")
 STRETCHES = (0.9, 1.0, 1.15)  # Duration_Stretch: slower and faster readings of the same voice
 TIMEOUT = 60.0
 
 
 def _install(table: dict) -> str:
-    packages = " ".join(sorted({pkg for voices in table.values() for _, pkg, _ in voices}))
+    packages = " ".join(sorted({pkg for voices in table.values() for _, pkgs, _, _ in voices for pkg in pkgs.split()}))
     return f"sudo apt-get install festival {packages}"
 
 
@@ -35,7 +38,9 @@ def installed_voices(language: str, table: dict | None = None) -> list[str]:
     """The Festival voices of this table installed for `language` (ISO code or name)."""
     code = language_code(language)
     voices = (table or DIPHONE_VOICES).get(code, [])
-    return [v for v, _, folder in voices if not missing(("text2wave",), (str(VOICE_DIR / folder / v),))]
+    return [v for v, _, folder, support in voices
+            if not missing(("text2wave",), (str(VOICE_DIR / folder / v), *([str(FESTIVAL_DIR / support)] if support
+                                                                           else [])))]
 
 
 def available(language: str | None = None, *, table: dict | None = None) -> tuple[bool, str]:
