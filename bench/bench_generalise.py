@@ -53,6 +53,8 @@ VARIANTS: dict[str, dict] = {
     "ocsoftmax": {"architecture": {"ai_head": "ocsoftmax"}},
     "asam": {"training": {"sam": "asam", "sam_rho": 0.5}},
     "lcnn": {"architecture": {"arch": "lcnn"}},
+    "lfcc": {"architecture": {"features": {"kind": "lfcc"}}},
+    "lcnn_lfcc": {"architecture": {"arch": "lcnn", "features": {"kind": "lfcc"}}},  # the ASVspoof LFCC-LCNN recipe
 }
 
 
@@ -121,9 +123,14 @@ def main() -> None:
     if earlier.is_file():  # keep the variants an earlier run measured on the same budget, seed and data
         old = json.loads(earlier.read_text(encoding="utf-8"))
         if (old.get("budget"), old.get("seed"), old.get("limit")) == (budget, args.seed, args.limit):
-            for name, per_language in old["variants"].items():
-                report["variants"].setdefault(name, per_language)
+            for name, per_language in old["variants"].items():  # (variant, language) pairs this run does not redo
+                kept = report["variants"].setdefault(name, {})
+                for language, rows in per_language.items():
+                    if name not in args.variants or language not in args.languages:
+                        kept.setdefault(language, rows)
                 report["variant_settings"].setdefault(name, old["variant_settings"].get(name))
+            report["collection"] = {k: v for k, v in old.get("collection", {}).items() if k not in args.languages}
+            report["languages"] = [*args.languages, *(x for x in old.get("languages", []) if x not in args.languages)]
             report["earlier_machine"] = old.get("machine")
     for language in args.languages:
         df = collect(language, limit=args.limit, seed=args.seed, workers=args.workers)
