@@ -81,19 +81,20 @@ def configs(variant: dict, *, budget: dict, seed: int) -> tuple[train.TrainConfi
 
 
 def table(report: dict) -> str:
-    """Markdown: mean leave-one-family-out EER per variant and language, LFCC-GMM beside."""
-    lines = ["| variant | " + " | ".join(report["languages"]) + " | mean | LFCC-GMM mean |",
-             "|---|" + "---|" * (len(report["languages"]) + 2)]
+    """Markdown: mean leave-one-family-out EER per variant and language, LFCC-GMM and the fusion beside."""
+    lines = ["| variant | " + " | ".join(report["languages"]) + " | mean | LFCC-GMM mean | fused with LFCC-GMM mean |",
+             "|---|" + "---|" * (len(report["languages"]) + 3)]
     for name, per_language in report["variants"].items():
-        cells, gmms = [], []
+        cells = []
         for language in report["languages"]:
             rows = per_language.get(language, [])
             cells.append(f"{100 * np.mean([r['eer'] for r in rows]):.1f}" if rows else "–")
-            gmms += [r["lfcc_gmm_eer"] for r in rows if "lfcc_gmm_eer" in r]
-        means = [np.mean([r["eer"] for r in rows]) for rows in per_language.values() if rows]
-        mean = f"{100 * np.mean(means):.1f}" if means else "–"
-        gmm = f"{100 * np.mean(gmms):.1f}" if gmms else "–"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean} | {gmm} |")
+        extra = []
+        for key in ("eer", "lfcc_gmm_eer", "fused_eer"):  # mean over languages of the mean over families
+            means = [np.mean([r[key] for r in rows]) for rows in per_language.values()
+                     if rows and all(r.get(key) is not None for r in rows)]
+            extra.append(f"{100 * np.mean(means):.1f}" if means else "–")
+        lines.append(f"| {name} | " + " | ".join(cells + extra) + " |")
     return "\n".join(lines)
 
 

@@ -80,6 +80,7 @@ def test_run_writes_every_fold_with_pooled_figures_and_lfcc_gmm(split, tmp_path)
                                                                                               - {row["family"]})
         assert (row["n_ai"], row["n_human"]) == (20, 5)
         assert 0 <= row["eer_ci"][0] <= row["eer"] <= row["eer_ci"][1] <= 1 and 0 <= row["lfcc_gmm_eer"] <= 1
+        assert 0 <= row["fused_eer"] <= 1  # network + LFCC-GMM, the LR fitted on the fold's validation clips
     assert not (tmp_path / "lofo" / "low" / "model").exists()  # fold models are not kept
     scores = pd.read_csv(tmp_path / "lofo_scores.csv")
     assert len(scores) == 50 and set(scores["family"]) == {"high", "low"}
@@ -88,7 +89,8 @@ def test_run_writes_every_fold_with_pooled_figures_and_lfcc_gmm(split, tmp_path)
     assert json.loads((tmp_path / "lofo.json").read_text())["pooled_eer"] == pytest.approx(result["pooled_eer"])
     table = lofo.table(result)
     assert list(table["held out"]) == ["high", "low", "mean over families", "pooled"]
-    assert table["LFCC-GMM EER %"].notna().all()
+    assert table["LFCC-GMM EER %"].notna().all() and table["fused EER %"].notna().all()
+    assert result["fused_pooled_eer"] == pytest.approx(metrics.eer(scores["y"], scores["fused"])[0])
 
 
 def test_the_stage_is_off_by_default_and_refuses_data_without_folds(split, tmp_path):

@@ -2,9 +2,10 @@
 
 For each AI family F: train on the train split *without* F's clips, validate on the validation split and
 the other families' test clips (the same recipe, budget and seed for every fold), then score every clip
-of F against the test humans. LFCC-GMM
-is fitted and scored on the same folds. The pooled figure puts every fold's held-out AI scores against its
-human scores; the mean over families weights each family alike. Used by the evaluation stage (optional,
+of F against the test humans. LFCC-GMM is fitted and scored on the same folds, and fused with the
+network by a logistic regression fitted on the fold's validation clips (voicelib.fusion.fit_lr). The
+pooled figure puts every fold's held-out AI scores against its human scores; the mean over families
+weights each family alike. Used by the evaluation stage (optional,
 `leave_one_family_out`) and by bench/bench_generalise.py.
 """
 from __future__ import annotations
@@ -83,16 +84,29 @@ def _scores(model_dir: Path, frame: pd.DataFrame, *, device: str) -> np.ndarray:
     return evaluate.score_waves(det, waves, chunk_duration=3.0, overlap=0.5)["logit"].to_numpy()
 
 
-def _gmm_scores(trainval: pd.DataFrame, test: pd.DataFrame, *, seed: int, components: int) -> np.ndarray:
+def _gmm_scores(trainval: pd.DataFrame, frames: list[pd.DataFrame], *, seed: int,
+                components: int) -> list[np.ndarray]:
+    """LFCC-GMM fitted on the fold's train rows; its scores on each frame."""
     from voicelib import evaluate
     from voicelib.baselines import LfccGmm
 
     train = trainval[trainval["split"] == "train"]
     waves, ok = evaluate.load_waves(train, 16000)
     labels = (train["label"] == "ai").to_numpy(dtype=int)[ok]
-    test_waves, _ = evaluate.load_waves(test, 16000)
-    return LfccGmm(n_components=components, seed=seed).fit([w for w, k in zip(waves, ok) if k], labels).score(
-        test_waves)
+    gmm = LfccGmm(n_components=components, seed=seed).fit([w for w, k in zip(waves, ok) if k], labels)
+    return [gmm.score(evaluate.load_waves(frame, 16000)[0]) for frame in frames]
+
+
+def _fused(val: pd.DataFrame, test: pd.DataFrame, *, seed: int) -> tuple[np.ndarray | None, str]:
+    """Network logit and LFCC-GMM score fused by the logistic regression fusion fits on the fold's validation."""
+    from voicelib import fusion
+    from voicelib.errors import DataError
+
+    try:
+        weights, bias = fusion.fit_lr(val.assign(split="val"), ["logit", "lfcc_gmm"], seed=seed)
+    except DataError as exc:
+        return None, str(exc)
+    return test[["logit", "lfcc_gmm"]].to_numpy(dtype=float) @ np.asarray(weights) + bias, ""
 
 
 def one_fold(split: pd.DataFrame, family: str, *, train_config, model_config: ModelConfig,
@@ -115,10 +129,19 @@ def one_fold(split: pd.DataFrame, family: str, *, train_config, model_config: Mo
            "train_s": round(time.perf_counter() - start, 1),
            "train_families": sorted(set(manifest.family_of(trainval[trainval["label"] == "ai"])))}
     scores = test[["path", "label", "speaker"]].assign(family=family, y=y, logit=logits)
-    if gmm_components:
-        gmm = _gmm_scores(trainval, test, seed=seed, components=gmm_components)
+    if gmm_components:  # LFCC-GMM on the same fold, and fused with the network on the fold's validation clips
+        val = trainval[trainval["split"] == "val"].reset_index(drop=True)
+        gmm_val, gmm = _gmm_scores(trainval, [val, test], seed=seed, components=gmm_components)
         row["lfcc_gmm_eer"] = metrics.eer(y, gmm)[0]
         scores["lfcc_gmm"] = gmm
+        val = val.assign(y=(val["label"] == "ai").astype(int), logit=_scores(result.model_dir, val, device=device),
+                         lfcc_gmm=gmm_val)
+        fused, why = _fused(val, scores, seed=seed)
+        row["fused_eer"] = metrics.eer(y, fused)[0] if fused is not None else None
+        if fused is not None:
+            scores["fused"] = fused
+        else:
+            row["fused_note"] = why
     if not keep_model:
         shutil.rmtree(result.model_dir, ignore_errors=True)
     log.info("without %s: EER %.3f [%.3f-%.3f] on %d AI vs %d human clips%s", family, rate, *ci["eer"], row["n_ai"],
@@ -141,6 +164,9 @@ def summarise(rows: list[dict], scores: pd.DataFrame) -> dict[str, Any]:
     if rows and all("lfcc_gmm_eer" in r for r in rows):
         out["lfcc_gmm_mean_eer"] = float(np.mean([r["lfcc_gmm_eer"] for r in rows]))
         out["lfcc_gmm_pooled_eer"] = pooled(scores, "lfcc_gmm")
+    if rows and all(r.get("fused_eer") is not None for r in rows):
+        out["fused_mean_eer"] = float(np.mean([r["fused_eer"] for r in rows]))
+        out["fused_pooled_eer"] = pooled(scores, "fused")
     return out
 
 
@@ -187,16 +213,20 @@ def run_stage(run_dir: str | os.PathLike, split: pd.DataFrame, *, enabled: bool,
     return table(result)
 
 
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 1)
+
+
 def table(result: dict[str, Any]) -> pd.DataFrame:
     """One row per held-out family, then the mean and pooled rows (EER in %)."""
     rows = [{"held out": r["family"], "AI clips": r["n_ai"], "human clips": r["n_human"],
              "EER %": round(100 * r["eer"], 1),
              "95% interval": f"{100 * r['eer_ci'][0]:.1f}-{100 * r['eer_ci'][1]:.1f}",
-             "LFCC-GMM EER %": round(100 * r["lfcc_gmm_eer"], 1) if "lfcc_gmm_eer" in r else None}
+             "LFCC-GMM EER %": _pct(r.get("lfcc_gmm_eer")), "fused EER %": _pct(r.get("fused_eer"))}
             for r in result["folds"]]
-    for name, ours, gmm in (("mean over families", "mean_eer", "lfcc_gmm_mean_eer"),
-                            ("pooled", "pooled_eer", "lfcc_gmm_pooled_eer")):
-        if result.get(ours) is not None:
-            rows.append({"held out": name, "EER %": round(100 * result[ours], 1),
-                         "LFCC-GMM EER %": round(100 * result[gmm], 1) if result.get(gmm) is not None else None})
+    for name, key in (("mean over families", "mean"), ("pooled", "pooled")):
+        if result.get(f"{key}_eer") is not None:
+            rows.append({"held out": name, "EER %": _pct(result[f"{key}_eer"]),
+                         "LFCC-GMM EER %": _pct(result.get(f"lfcc_gmm_{key}_eer")),
+                         "fused EER %": _pct(result.get(f"fused_{key}_eer"))})
     return pd.DataFrame(rows)
