@@ -136,3 +136,22 @@ def test_training_curves_and_nested_tables() -> None:
     assert len(fig.axes[0].lines) == 1 and len(fig.axes[1].lines) == 1
     html = report.nested_html({"eer": 0.1, "per_language": {"hindi": {"eer": 0.1}, "tamil": {"eer": 0.3}}})
     assert "per language" in html and "tamil" in html
+
+
+def test_leave_one_family_out_and_the_final_fit_are_on_the_page(run_dir: Path) -> None:
+    lofo_result = {"families": ["neural", "vocoder"], "complete": True, "mean_eer": 0.25, "pooled_eer": 0.3,
+                   "lfcc_gmm_mean_eer": 0.4, "lfcc_gmm_pooled_eer": 0.45, "fused_mean_eer": 0.2,
+                   "fused_pooled_eer": 0.22,
+                   "folds": [{"family": f, "n_ai": 20, "n_human": 10, "eer": e, "eer_ci": [e - 0.1, e + 0.1],
+                              "lfcc_gmm_eer": 0.4, "fused_eer": 0.2} for f, e in (("neural", 0.2), ("vocoder", 0.3))]}
+    (run_dir / "lofo.json").write_text(json.dumps(lofo_result))
+    (run_dir / "train.json").write_text(json.dumps({"store_entry": "models/hindi/20260101-000000"}))
+    (run_dir / "final.json").write_text(json.dumps({
+        "enabled": True, "shipped": "final", "store_entry": "models/hindi/20260101-000100", "promoted": True,
+        "n_clips": 12, "epochs": 3, "operating_point": {"threshold": 0.2, "n_clips": 8}}))
+    page = report.write_index(run_dir).read_text()
+    assert "leave-one-family-out EER<b>25.0%</b>" in page and "LFCC-GMM 40.0%, fused 20.0%" in page
+    assert "leave one family out (trained without each AI family" in page and "mean over families" in page
+    assert "Shipped model: 20260101-000100, refitted on all 12 clips" in page
+    assert "Which model is which" in page and "evaluated model's 8 held-out scores" in page
+    assert "These figures are the evaluated model&#x27;s" in page

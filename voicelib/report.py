@@ -414,7 +414,16 @@ def _header(run_dir: Path) -> str:
             ("test clips", metrics.get("n_test")),
             ("LFCC-GMM EER", pct(base.get("lfcc_gmm", {}).get("eer"))),
             ("shortcut-probe EER", pct(base.get("shortcut_probe", {}).get("eer")))]
-    cards = generalisation_cards(metrics) + "".join(
+    lofo_result = _read(run_dir / "lofo.json")
+    lofo_card = ""
+    if lofo_result.get("mean_eer") is not None:
+        beside = ", ".join(f"{name} {_pct(lofo_result.get(key))}" for name, key in (
+            ("LFCC-GMM", "lfcc_gmm_mean_eer"), ("fused", "fused_mean_eer")) if lofo_result.get(key) is not None)
+        lofo_card = (f'<div class="kpi">leave-one-family-out EER<b>{_pct(lofo_result["mean_eer"])}</b>'
+                     f'<small>mean over {len(lofo_result["folds"])} families '
+                     f'({esc(", ".join(lofo_result["families"]))})'
+                     f'{" · same folds: " + esc(beside) if beside else ""}</small></div>')
+    cards = generalisation_cards(metrics) + lofo_card + "".join(
         f'<div class="kpi">{esc(k)}<b>{fmt(v)}</b></div>' for k, v in kpis if v is not None)
     stages = _read(run_dir / "stages.json").get("stages", {})
     failed = [f"{s}: {v.get('error')}" for s, v in stages.items() if v.get("status") == "failed"]
