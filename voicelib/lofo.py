@@ -84,17 +84,19 @@ def _scores(model_dir: Path, frame: pd.DataFrame, *, device: str) -> np.ndarray:
     return evaluate.score_waves(det, waves, chunk_duration=3.0, overlap=0.5)["logit"].to_numpy()
 
 
-def _gmm_scores(trainval: pd.DataFrame, frames: list[pd.DataFrame], *, seed: int,
-                components: int) -> list[np.ndarray]:
-    """LFCC-GMM fitted on the fold's train rows; its scores on each frame."""
+def _gmm_scores(trainval: pd.DataFrame, frames: list[pd.DataFrame], *, seed: int, components: int,
+                model_dir: Path) -> list[np.ndarray]:
+    """LFCC-GMM fitted on the fold's train rows, seeing what the fold's network sees; its scores on each frame."""
     from voicelib import evaluate
     from voicelib.baselines import LfccGmm
+    from voicelib.detect import Detector
 
+    seen = Detector.load(model_dir).prepared  # the model's preprocessing (identity without one)
     train = trainval[trainval["split"] == "train"]
     waves, ok = evaluate.load_waves(train, 16000)
     labels = (train["label"] == "ai").to_numpy(dtype=int)[ok]
-    gmm = LfccGmm(n_components=components, seed=seed).fit([w for w, k in zip(waves, ok) if k], labels)
-    return [gmm.score(evaluate.load_waves(frame, 16000)[0]) for frame in frames]
+    gmm = LfccGmm(n_components=components, seed=seed).fit([seen(w) for w, k in zip(waves, ok) if k], labels)
+    return [gmm.score([seen(w) for w in evaluate.load_waves(frame, 16000)[0]]) for frame in frames]
 
 
 def _fused(val: pd.DataFrame, test: pd.DataFrame, *, seed: int) -> tuple[np.ndarray | None, str]:
@@ -131,7 +133,8 @@ def one_fold(split: pd.DataFrame, family: str, *, train_config, model_config: Mo
     scores = test[["path", "label", "speaker"]].assign(family=family, y=y, logit=logits)
     if gmm_components:  # LFCC-GMM on the same fold, and fused with the network on the fold's validation clips
         val = trainval[trainval["split"] == "val"].reset_index(drop=True)
-        gmm_val, gmm = _gmm_scores(trainval, [val, test], seed=seed, components=gmm_components)
+        gmm_val, gmm = _gmm_scores(trainval, [val, test], seed=seed, components=gmm_components,
+                                   model_dir=result.model_dir)
         row["lfcc_gmm_eer"] = metrics.eer(y, gmm)[0]
         scores["lfcc_gmm"] = gmm
         val = val.assign(y=(val["label"] == "ai").astype(int), logit=_scores(result.model_dir, val, device=device),
@@ -144,8 +147,10 @@ def one_fold(split: pd.DataFrame, family: str, *, train_config, model_config: Mo
             row["fused_note"] = why
     if not keep_model:
         shutil.rmtree(result.model_dir, ignore_errors=True)
+    named = (("LFCC-GMM", "lfcc_gmm_eer"), ("fused", "fused_eer"))
+    baselines = "".join(f", {name} {row[key]:.3f}" for name, key in named if row.get(key) is not None)
     log.info("without %s: EER %.3f [%.3f-%.3f] on %d AI vs %d human clips%s", family, rate, *ci["eer"], row["n_ai"],
-             row["n_human"], f", LFCC-GMM {row['lfcc_gmm_eer']:.3f}" if gmm_components else "")
+             row["n_human"], baselines)
     return row, scores
 
 
