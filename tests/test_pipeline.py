@@ -215,6 +215,7 @@ def test_smoke_end_to_end_twice_gives_the_same_metrics(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "reports" / "hindi" / "latest.json").read_text())["run_id"] == "smoke"
     config = json.loads((run_dir / "model" / "config.json").read_text())
     assert config["train_config"]["epochs"] == 1 and config["train_config"]["batch_size"] == 8  # configs/smoke.yaml
+    assert config["model"]["preprocess"]["vad_backend"] == "energy"  # the default: prepared audio in every path
     final = json.loads((run_dir / "final.json").read_text())  # 05_final_fit: the shipped model saw every clip
     manifest = pd.read_csv(run_dir / "manifest.csv")
     assert final["enabled"] and final["n_clips"] == manifest["split"].isin(["train", "val", "test"]).sum()
