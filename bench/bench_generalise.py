@@ -80,22 +80,49 @@ def configs(variant: dict, *, budget: dict, seed: int) -> tuple[train.TrainConfi
     return train_config, model_config, augment_config
 
 
+def paired(report: dict, name: str, *, n_boot: int = 5000, seed: int = 0) -> str:
+    """Mean EER change against the baseline over the folds both ran, its 95% bootstrap interval, better/worse."""
+    base = {(lang, r["family"]): r["eer"] for lang, rows in report["variants"].get("baseline", {}).items()
+            for r in rows}
+    ours = {(lang, r["family"]): r["eer"] for lang, rows in report["variants"][name].items() for r in rows}
+    diff = np.array([ours[k] - base[k] for k in ours if k in base])
+    if name == "baseline" or not len(diff):
+        return "– | –"
+    rng = np.random.default_rng(seed)
+    low, high = np.percentile([rng.choice(diff, len(diff)).mean() for _ in range(n_boot)], [2.5, 97.5])
+    return (f"{100 * diff.mean():+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] over {len(diff)} folds | "
+            f"{int((diff < 0).sum())} / {int((diff > 0).sum())}")
+
+
 def table(report: dict) -> str:
-    """Markdown: mean leave-one-family-out EER per variant and language, LFCC-GMM and the fusion beside."""
-    lines = ["| variant | " + " | ".join(report["languages"]) + " | mean | LFCC-GMM mean | fused with LFCC-GMM mean |",
-             "|---|" + "---|" * (len(report["languages"]) + 3)]
-    for name, per_language in report["variants"].items():
-        cells = []
-        for language in report["languages"]:
+    """Markdown: mean leave-one-family-out EER per variant and language, the paired change against the
+    baseline, and LFCC-GMM and the fusion (network + LFCC-GMM) on the baseline's folds."""
+    languages = report["languages"]
+    lines = ["| variant | " + " | ".join(languages) + " | mean | vs baseline (EER points, 95%) | better / worse |",
+             "|---|" + "---|" * (len(languages) + 3)]
+    rows_of = report["variants"]
+    for label, key, name in [(n, "eer", n) for n in rows_of] + [("LFCC-GMM, same folds", "lfcc_gmm_eer", "baseline"),
+                                                               ("baseline + LFCC-GMM fused", "fused_eer", "baseline")]:
+        per_language = rows_of.get(name, {})
+        cells, means = [], []
+        for language in languages:
             rows = per_language.get(language, [])
-            cells.append(f"{100 * np.mean([r['eer'] for r in rows]):.1f}" if rows else "–")
-        extra = []
-        for key in ("eer", "lfcc_gmm_eer", "fused_eer"):  # mean over languages of the mean over families
-            means = [np.mean([r[key] for r in rows]) for rows in per_language.values()
-                     if rows and all(r.get(key) is not None for r in rows)]
-            extra.append(f"{100 * np.mean(means):.1f}" if means else "–")
-        lines.append(f"| {name} | " + " | ".join(cells + extra) + " |")
+            ok = rows and all(r.get(key) is not None for r in rows)
+            cells.append(f"{100 * np.mean([r[key] for r in rows]):.1f}" if ok else "–")
+            if ok:
+                means.append(np.mean([r[key] for r in rows]))
+        mean = f"{100 * np.mean(means):.1f}" if len(means) == len(languages) else "–"  # only over every language
+        comparison = paired(report, name) if key == "eer" else "– | –"
+        if means or key == "eer":
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean} | {comparison} |")
     return "\n".join(lines)
+
+
+def write_table(report: dict) -> None:
+    """bench/results/generalise.md from the report."""
+    (RESULTS / "generalise.md").write_text(f"# Leave one family out\n\nMachine: {report['machine']['cpu']}, "
+                                           f"budget {report['budget']}, seed {report['seed']}, limit "
+                                           f"{report['limit']}\n\n{table(report)}\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -110,7 +137,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--collect-only", action="store_true")
+    p.add_argument("--table-only", action="store_true", help="rewrite generalise.md from generalise.json and stop")
     args = p.parse_args()
+    if args.table_only:
+        write_table(json.loads((RESULTS / "generalise.json").read_text(encoding="utf-8")))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
 
@@ -147,8 +178,7 @@ def main() -> None:
                                   gmm_components=16 if name == "baseline" else 0)[0] for family in families]
             report["variants"][name][language] = rows
             write_json(RESULTS / "generalise.json", report)  # after every fold set: a long run keeps its results
-    (RESULTS / "generalise.md").write_text(f"# Leave one family out\n\nMachine: {report['machine']['cpu']}\n\n"
-                                           f"{table(report)}\n", encoding="utf-8")
+    write_table(report)
     print(json.dumps({k: v for k, v in report.items() if k != "collection"}, indent=1)[:3000])
 
 
