@@ -72,31 +72,34 @@ def fold(split: pd.DataFrame, family: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return trainval, test
 
 
-def _scores(model_dir: Path, frame: pd.DataFrame, *, device: str) -> np.ndarray:
+def _waves(frame: pd.DataFrame, sr: int) -> list[np.ndarray]:
+    """Every clip of the frame decoded once at the detector's rate; ValueError when one does not decode."""
+    from voicelib import evaluate
+
+    waves, ok = evaluate.load_waves(frame, sr)
+    if not ok.all():
+        raise ValueError(f"{int((~ok).sum())} clips did not decode; run the collection stage again")
+    return waves
+
+
+def _logits(det, waves: list[np.ndarray]) -> np.ndarray:
     """Mean AI logit per clip, scored as detection scores files."""
     from voicelib import evaluate
-    from voicelib.detect import Detector
 
-    det = Detector.load(model_dir, device=device)
-    waves, ok = evaluate.load_waves(frame, det.sample_rate)
-    if not ok.all():
-        raise ValueError(f"{int((~ok).sum())} test clips did not decode; run the collection stage again")
     return evaluate.score_waves(det, waves, chunk_duration=3.0, overlap=0.5)["logit"].to_numpy()
 
 
-def _gmm_scores(trainval: pd.DataFrame, frames: list[pd.DataFrame], *, seed: int, components: int,
-                model_dir: Path) -> list[np.ndarray]:
-    """LFCC-GMM fitted on the fold's train rows, seeing what the fold's network sees; its scores on each frame."""
+def _gmm_scores(det, trainval: pd.DataFrame, wave_sets: list[list[np.ndarray]], *, seed: int,
+                components: int) -> list[np.ndarray]:
+    """LFCC-GMM fitted on the fold's train rows, seeing what the fold's network sees; its scores on each wave set."""
     from voicelib import evaluate
     from voicelib.baselines import LfccGmm
-    from voicelib.detect import Detector
 
-    seen = Detector.load(model_dir).prepared  # the model's preprocessing (identity without one)
     train = trainval[trainval["split"] == "train"]
-    waves, ok = evaluate.load_waves(train, 16000)
+    waves, ok = evaluate.load_waves(train, det.sample_rate)
     labels = (train["label"] == "ai").to_numpy(dtype=int)[ok]
-    gmm = LfccGmm(n_components=components, seed=seed).fit([seen(w) for w, k in zip(waves, ok) if k], labels)
-    return [gmm.score([seen(w) for w in evaluate.load_waves(frame, 16000)[0]]) for frame in frames]
+    gmm = LfccGmm(n_components=components, seed=seed).fit([det.prepared(w) for w, k in zip(waves, ok) if k], labels)
+    return [gmm.score([det.prepared(w) for w in waves]) for waves in wave_sets]
 
 
 def _fused(val: pd.DataFrame, test: pd.DataFrame, *, seed: int) -> tuple[np.ndarray | None, str]:
@@ -122,8 +125,12 @@ def one_fold(split: pd.DataFrame, family: str, *, train_config, model_config: Mo
     start = time.perf_counter()
     result = train.fit(trainval, train_config, out_dir=Path(out_dir) / "model", model_config=model_config,
                        augment_config=augment_config, device=device, cache_dir=cache_dir, progress=False)
+    from voicelib.detect import Detector
+
+    det = Detector.load(result.model_dir, device=device)
+    test_waves = _waves(test, det.sample_rate)  # decoded once: the network and LFCC-GMM score the same waves
     y = (test["label"] == "ai").to_numpy(dtype=int)
-    logits = _scores(result.model_dir, test, device=device)
+    logits = _logits(det, test_waves)
     rate = metrics.eer(y, logits)[0]
     ci = metrics.bootstrap_ci(y, logits, threshold=0.0, seed=seed, n_boot=n_boot, clusters=test["speaker"].to_numpy())
     row = {"family": family, "n_ai": int(y.sum()), "n_human": int((y == 0).sum()), "eer": rate, "eer_ci": ci["eer"],
@@ -133,12 +140,11 @@ def one_fold(split: pd.DataFrame, family: str, *, train_config, model_config: Mo
     scores = test[["path", "label", "speaker"]].assign(family=family, y=y, logit=logits)
     if gmm_components:  # LFCC-GMM on the same fold, and fused with the network on the fold's validation clips
         val = trainval[trainval["split"] == "val"].reset_index(drop=True)
-        gmm_val, gmm = _gmm_scores(trainval, [val, test], seed=seed, components=gmm_components,
-                                   model_dir=result.model_dir)
+        val_waves = _waves(val, det.sample_rate)
+        gmm_val, gmm = _gmm_scores(det, trainval, [val_waves, test_waves], seed=seed, components=gmm_components)
         row["lfcc_gmm_eer"] = metrics.eer(y, gmm)[0]
         scores["lfcc_gmm"] = gmm
-        val = val.assign(y=(val["label"] == "ai").astype(int), logit=_scores(result.model_dir, val, device=device),
-                         lfcc_gmm=gmm_val)
+        val = val.assign(y=(val["label"] == "ai").astype(int), logit=_logits(det, val_waves), lfcc_gmm=gmm_val)
         fused, why = _fused(val, scores, seed=seed)
         row["fused_eer"] = metrics.eer(y, fused)[0] if fused is not None else None
         if fused is not None:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def heldout_operating_point(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Threshold (EER point, logit), Platt calibration and band from the evaluated model's val and test scores."""
-    from voicelib.train import MIN_CALIBRATION_CLIPS
+    from voicelib.train import calibrate
 
     run_dir = Path(run_dir)
     files = [run_dir / name for name in ("val_scores.csv", "scores.csv") if (run_dir / name).is_file()]
@@ -39,13 +39,7 @@ def heldout_operating_point(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{run_dir}: the held-out scores hold {n_ai} AI and {n_human} human clips; both classes "
                          "are needed for an operating point")
     rate, threshold = metrics.eer(y, logit)
-    refused = None
-    if min(n_ai, n_human) < MIN_CALIBRATION_CLIPS:
-        refused = (f"not calibrated: the held-out scores hold {n_ai} AI and {n_human} human clips "
-                   f"(< {MIN_CALIBRATION_CLIPS} of a class)")
-        log.warning(refused)
-    a, b = metrics.fit_platt(y, logit) if refused is None else (1.0, 0.0)
-    band = metrics.inconclusive_band(y, metrics.apply_platt(logit, a, b), float(metrics.apply_platt(threshold, a, b)))
+    (a, b), band, refused = calibrate(y, logit, threshold, source="the held-out set")
     return {"threshold": float(threshold), "calibration": {"a": float(a), "b": float(b)}, "band": band,
             "heldout_eer": float(rate), "n_clips": int(y.size), "n_ai": n_ai, "n_human": n_human,
             "calibration_refused": refused, "from": [f.name for f in files],

@@ -214,7 +214,8 @@ def evaluation_section(run_dir: Path) -> str:
     if lofo_result:
         from voicelib import lofo
 
-        parts.append("<h4>leave one family out (trained without each AI family, scored on its test clips)</h4>"
+        parts.append("<h4>leave one family out (trained without each AI family, all its clips scored against "
+                     "the test humans)</h4>"
                      + table_html(lofo.table(lofo_result))
                      + ("" if lofo_result.get("complete") else "<p class='warn'>incomplete: not every fold ran</p>"))
     for column, table in m.get("breakdowns", {}).items():

@@ -435,6 +435,25 @@ def _loop(run: _Run, cfg: TrainConfig, train_ds: data.SegmentDataset, val_ds: da
     return state["bad_epochs"] >= cfg.patience and state["epoch"] < cfg.epochs
 
 
+def calibrate(labels, scores, threshold: float, *, source: str,
+              warn: bool = True) -> tuple[tuple[float, float], float, str | None]:
+    """Platt calibration and inconclusive band from held-out clip scores: ((a, b), band, why refused or None).
+
+    Fewer than MIN_CALIBRATION_CLIPS of a class give no calibration (a=1, b=0) and say so.
+    """
+    labels = np.asarray(labels).astype(int)
+    n_ai, n_human = int(labels.sum()), int((labels == 0).sum())
+    refused = None
+    if min(n_ai, n_human) < MIN_CALIBRATION_CLIPS:
+        refused = (f"not calibrated: {source} has {n_ai} AI and {n_human} human clips (< {MIN_CALIBRATION_CLIPS} "
+                   "of a class); scores are the raw sigmoid, and the threshold rests on few clips")
+        if warn:
+            logger.warning(refused)
+    a, b = fit_platt(labels, scores) if refused is None else (1.0, 0.0)
+    band = inconclusive_band(labels, apply_platt(scores, a, b), float(apply_platt(threshold, a, b)))
+    return (float(a), float(b)), band, refused
+
+
 def _finalize(run: _Run, val_ds: data.SegmentDataset, out_dir: Path, rows: list[dict[str, Any]],
               make_config: Callable[..., dict[str, Any]], *, stopped: bool, batch_size: int,
               best_epoch: int, held_out: bool = True) -> TrainResult:
@@ -448,15 +467,8 @@ def _finalize(run: _Run, val_ds: data.SegmentDataset, out_dir: Path, rows: list[
     run.model.load_state_dict(load_file(str(out_dir / WEIGHTS), device=str(run.device)))
     val = validate(run, val_ds, batch_size=batch_size)
     n_ai, n_human = int(val["labels"].sum()), int((val["labels"] == 0).sum())
-    refused = None
-    if min(n_ai, n_human) < MIN_CALIBRATION_CLIPS:
-        refused = (f"not calibrated: validation has {n_ai} AI and {n_human} human clips (< {MIN_CALIBRATION_CLIPS} "
-                   "of a class); scores are the raw sigmoid, and the threshold rests on few clips")
-        if held_out:
-            logger.warning(refused)
-    a, b = fit_platt(val["labels"], val["scores"]) if refused is None else (1.0, 0.0)
-    band = inconclusive_band(val["labels"], apply_platt(val["scores"], a, b),
-                             float(apply_platt(val["threshold"], a, b)))
+    (a, b), band, refused = calibrate(val["labels"], val["scores"], val["threshold"], source="validation",
+                                      warn=held_out)
     history = checkpoint.write_history(rows, out_dir) if run.ctx.main else pd.DataFrame(rows)
     metrics = {"best_epoch": best_epoch, "val_eer": val["val_eer"], "val_auc": val["val_auc"],
                "val_loss": val["val_loss"], "threshold": val["threshold"], "calibration": {"a": a, "b": b},
