@@ -39,7 +39,7 @@ RESULTS = REPO / "bench" / "results"
 LANGUAGES = ("hindi", "malayalam", "telugu", "english")
 log = logging.getLogger("bench_generalise")
 
-# each variant changes one thing against the baseline (today's defaults); same budget and seed for all
+# each variant changes one thing against the baseline (the first version's defaults); same budget and seed for all
 VARIANTS: dict[str, dict] = {
     "baseline": {},
     "preprocess": {"architecture": {"preprocess": {}}},  # VAD trim, loudness -23 dBFS, dither (PreprocessConfig())
@@ -55,6 +55,19 @@ VARIANTS: dict[str, dict] = {
     "lcnn": {"architecture": {"arch": "lcnn"}},
     "lfcc": {"architecture": {"features": {"kind": "lfcc"}}},
     "lcnn_lfcc": {"architecture": {"arch": "lcnn", "features": {"kind": "lfcc"}}},  # the ASVspoof LFCC-LCNN recipe
+}
+# one change against today's default, preprocess_energy (energy-VAD trim, loudness, dither in every path)
+DEFAULT = "preprocess_energy"
+ENERGY = VARIANTS[DEFAULT]["architecture"]
+VARIANTS |= {
+    "energy_linear": {"architecture": {**ENERGY, "features": {"kind": "linear"}}},
+    "energy_lfcc": {"architecture": {**ENERGY, "features": {"kind": "lfcc"}}},
+    "energy_multires": {"architecture": {**ENERGY, "features": {"kind": "multires"}}},
+    "energy_ocsoftmax": {"architecture": {**ENERGY, "ai_head": "ocsoftmax"}},
+    "energy_asam": {"architecture": ENERGY, "training": {"sam": "asam", "sam_rho": 0.5}},
+    "energy_lcnn_lfcc": {"architecture": {**ENERGY, "arch": "lcnn", "features": {"kind": "lfcc"}}},
+    "energy_channel_aug": {"architecture": ENERGY, "augmentation": "channel_robust"},
+    "energy_epochs6": {"architecture": ENERGY, "training": {"epochs": 6, "patience": 6}},  # 3x the budget
 }
 
 
@@ -80,29 +93,39 @@ def configs(variant: dict, *, budget: dict, seed: int) -> tuple[train.TrainConfi
     return train_config, model_config, augment_config
 
 
+def reference_of(name: str) -> str:
+    """The variant `name` changes one thing against: today's default for the energy_* variants, else the baseline."""
+    return DEFAULT if name.startswith("energy_") else "baseline"
+
+
 def paired(report: dict, name: str, *, n_boot: int = 5000, seed: int = 0) -> str:
-    """Mean EER change against the baseline over the folds both ran, its 95% bootstrap interval, better/worse."""
-    base = {(lang, r["family"]): r["eer"] for lang, rows in report["variants"].get("baseline", {}).items()
+    """Mean EER change against the variant's reference over the folds both ran, its 95 % interval, better/worse."""
+    reference = reference_of(name)
+    base = {(lang, r["family"]): r["eer"] for lang, rows in report["variants"].get(reference, {}).items()
             for r in rows}
     ours = {(lang, r["family"]): r["eer"] for lang, rows in report["variants"][name].items() for r in rows}
     diff = np.array([ours[k] - base[k] for k in ours if k in base])
-    if name == "baseline" or not len(diff):
-        return "– | –"
+    if name == reference or not len(diff):
+        return "– | – | –"
     rng = np.random.default_rng(seed)
     low, high = np.percentile([rng.choice(diff, len(diff)).mean() for _ in range(n_boot)], [2.5, 97.5])
-    return (f"{100 * diff.mean():+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] over {len(diff)} folds | "
+    return (f"{reference} | {100 * diff.mean():+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] over {len(diff)} folds | "
             f"{int((diff < 0).sum())} / {int((diff > 0).sum())}")
 
 
 def table(report: dict) -> str:
     """Markdown: mean leave-one-family-out EER per variant and language, the paired change against the
-    baseline, and LFCC-GMM and the fusion (network + LFCC-GMM) on the baseline's folds."""
+    variant's reference, and LFCC-GMM and the fusion (network + LFCC-GMM) on the folds of the variants that
+    fitted them."""
     languages = report["languages"]
-    lines = ["| variant | " + " | ".join(languages) + " | mean | vs baseline (EER points, 95%) | better / worse |",
-             "|---|" + "---|" * (len(languages) + 3)]
+    lines = ["| variant | " + " | ".join(languages) + " | mean | against | change (EER points, 95%) | better / worse |",
+             "|---|" + "---|" * (len(languages) + 4)]
     rows_of = report["variants"]
-    for label, key, name in [(n, "eer", n) for n in rows_of] + [("LFCC-GMM, same folds", "lfcc_gmm_eer", "baseline"),
-                                                               ("baseline + LFCC-GMM fused", "fused_eer", "baseline")]:
+    with_gmm = [n for n in rows_of if any(r.get("lfcc_gmm_eer") is not None for rows in rows_of[n].values()
+                                          for r in rows)]
+    extra = [(f"LFCC-GMM, {n}'s folds", "lfcc_gmm_eer", n) for n in with_gmm]
+    extra += [(f"{n} + LFCC-GMM fused (LR)", "fused_eer", n) for n in with_gmm]
+    for label, key, name in [(n, "eer", n) for n in rows_of] + extra:
         per_language = rows_of.get(name, {})
         cells, means = [], []
         for language in languages:
@@ -112,7 +135,7 @@ def table(report: dict) -> str:
             if ok:
                 means.append(np.mean([r[key] for r in rows]))
         mean = f"{100 * np.mean(means):.1f}" if len(means) == len(languages) else "–"  # only over every language
-        comparison = paired(report, name) if key == "eer" else "– | –"
+        comparison = paired(report, name) if key == "eer" else "– | – | –"
         if means or key == "eer":
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean} | {comparison} |")
     return "\n".join(lines)
@@ -136,6 +159,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--gmm-variants", nargs="*", default=["baseline", "preprocess_energy"],
+                   help="variants whose folds also fit LFCC-GMM and the network + LFCC-GMM fusion")
     p.add_argument("--collect-only", action="store_true")
     p.add_argument("--table-only", action="store_true", help="rewrite generalise.md from generalise.json and stop")
     args = p.parse_args()
@@ -172,10 +197,17 @@ def main() -> None:
         split, families = folds(df, seed=args.seed)
         for name in args.variants:
             train_config, model_config, augment_config = configs(VARIANTS[name], budget=budget, seed=args.seed)
-            rows = [lofo.one_fold(split, family, train_config=train_config, model_config=model_config,
-                                  augment_config=augment_config, out_dir=OUT / name / language / family,
-                                  cache_dir=OUT / "cache", seed=args.seed,
-                                  gmm_components=16 if name == "baseline" else 0)[0] for family in families]
+            rows = []
+            for family in families:
+                row, scores, val_scores = lofo.one_fold(
+                    split, family, train_config=train_config, model_config=model_config, augment_config=augment_config,
+                    out_dir=OUT / name / language / family, cache_dir=OUT / "cache", seed=args.seed,
+                    gmm_components=16 if name in args.gmm_variants else 0)
+                rows.append(row)
+                kept = OUT / "scores" / name / language  # per-clip scores: fusion rules are compared on them offline
+                kept.mkdir(parents=True, exist_ok=True)
+                scores.to_csv(kept / f"{family}_test.csv", index=False)
+                val_scores.to_csv(kept / f"{family}_val.csv", index=False)
             report["variants"][name][language] = rows
             write_json(RESULTS / "generalise.json", report)  # after every fold set: a long run keeps its results
     write_table(report)

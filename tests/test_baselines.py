@@ -102,3 +102,18 @@ def test_lfcc_gmm_fits_clips_with_long_digital_silence(make_tone, make_noise):
     scores = gmm.score(tones[4:] + noises[4:])
     assert np.isfinite(scores).all()
     assert scores[:2].min() > scores[2:].max()
+
+
+def test_lfcc_gmm_novelty_flags_a_kind_of_sound_neither_class_had(make_tone, make_noise):
+    # the LLR needs the AI class to resemble the new sound; novelty asks only whether it is unlike the human class
+    rng = np.random.default_rng(4)
+    human = [make_noise(duration=0.5, amplitude=float(rng.uniform(0.05, 0.3)), seed=s) for s in range(10)]
+    ai = [make_tone(float(f), duration=0.5) for f in rng.uniform(200, 400, 6)]  # low tones only
+    gmm = baselines.LfccGmm(n_components=4, seed=0).fit(human[:6] + ai, [0] * 6 + [1] * 6)
+    unheard = [make_tone(float(f), duration=0.5) + 0.2 * make_tone(float(3 * f), duration=0.5)
+               for f in rng.uniform(2500, 3500, 4)]  # high harmonic tones: a family training never had
+    novelty = gmm.novelty(human[6:] + unheard)
+    assert novelty[4:].min() > novelty[:4].max()  # every unheard clip is less human-like than every held-out human
+    ll = gmm.class_logliks(human[6:])
+    np.testing.assert_allclose(gmm.score(human[6:]), ll[:, 1] - ll[:, 0])
+    np.testing.assert_allclose(novelty[:4], -ll[:, 0])

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from tests.test_detect import save_tiny_model
-from voicelib import evaluate, plots
+from voicelib import evaluate, metrics, plots
 
 SR = 16000
 
@@ -84,18 +84,21 @@ def test_evaluate_run_writes_metrics_and_scores_that_the_figures_are_drawn_from(
     assert saved["threshold"] == pytest.approx(1 / (1 + np.exp(-(2.0 * 0.1 - 0.5))))
     assert saved["calibration"]["a"] == 2.0 and "ece_validation_after" in saved["calibration"]
     assert set(saved["robustness"]) == set(evaluate.CONDITIONS)
-    assert set(saved["baselines"]) == {"lfcc_gmm", "shortcut_probe"}
+    assert set(saved["baselines"]) == {"lfcc_gmm", "gmm_novelty", "shortcut_probe"}
     assert saved["baselines"]["shortcut_probe"]["eer"] < 0.35 and "SHORTCUT WARNING" in saved["shortcut_warning"]
     assert saved["ci"]["eer"][0] <= saved["eer"] <= saved["ci"]["eer"][1]
     assert saved["breakdowns"]["engine"]["tts_x"]["n_ai"] == 4
     scores = pd.read_csv(out / "scores.csv")
-    assert len(scores) == 8 and {"ai_score", "ai_logit", "classification", "lfcc_gmm", "shortcut_probe"} <= set(scores)
+    assert len(scores) == 8 and {"ai_score", "ai_logit", "classification", "lfcc_gmm", "gmm_novelty",
+                                 "shortcut_probe"} <= set(scores)
+    y = (scores["label"] == "ai").to_numpy()
+    assert saved["baselines"]["gmm_novelty"]["eer"] == pytest.approx(metrics.eer(y, scores["gmm_novelty"])[0])
     val_scores = pd.read_csv(out / "val_scores.csv")
     assert set(val_scores["label"]) == {"human", "ai"} and "ai_logit" in val_scores
     figures = plots.evaluation_figures(scores, saved, val_scores)
     assert set(figures) == {"confusion_matrix", "roc", "det", "score_histogram", "reliability", "robustness"}
     roc_lines = figures["roc"].axes[0].get_legend_handles_labels()[1]
-    assert [label.split(" ")[0] for label in roc_lines] == ["model", "lfcc_gmm", "shortcut_probe"]
+    assert [label.split(" ")[0] for label in roc_lines] == ["model", "lfcc_gmm", "gmm_novelty", "shortcut_probe"]
     assert figures["confusion_matrix"].axes[0].texts[0].get_text() == str(saved["confusion"]["tn"])
     assert result["eer"] == saved["eer"]
 

@@ -91,6 +91,14 @@ def test_run_writes_every_fold_with_pooled_figures_and_lfcc_gmm(split, tmp_path)
     assert list(table["held out"]) == ["high", "low", "mean over families", "pooled"]
     assert table["LFCC-GMM EER %"].notna().all() and table["fused EER %"].notna().all()
     assert result["fused_pooled_eer"] == pytest.approx(metrics.eer(scores["y"], scores["fused"])[0])
+    assert np.isfinite(scores[["lfcc_gmm", "gmm_novelty"]].to_numpy()).all()
+    val = pd.read_csv(tmp_path / "lofo_val_scores.csv")  # what each fold's fusion and threshold may be fitted on
+    for family, part in val.groupby("family"):
+        trainval, _ = lofo.fold(split, family)
+        assert len(part) == (trainval["split"] == "val").sum() and family not in set(part.loc[part["y"] == 1,
+                                                                                              "clip_family"])
+        assert set(part["path"]).isdisjoint(scores.loc[scores["family"] == family, "path"])
+    assert val[["logit", "lfcc_gmm", "gmm_novelty"]].notna().all().all()
 
 
 def test_the_stage_is_off_by_default_and_refuses_data_without_folds(split, tmp_path):

@@ -1,4 +1,10 @@
-"""Baselines beside the model: the LFCC-GMM of the ASVspoof challenges and a shortcut probe on trivial cues."""
+"""Baselines beside the model: the LFCC-GMM of the ASVspoof challenges, the same GMMs as a one-class detector,
+and a shortcut probe on trivial cues.
+
+The one-class score (`gmm_novelty`) asks only how unlike the human GMM a clip is; the LLR also asks how like
+the AI GMM it is, and inverts on an engine family whose clips resemble neither (leave-one-family-out:
+bench/results/fusion_rules.md).
+"""
 from __future__ import annotations
 
 import logging
@@ -9,6 +15,8 @@ import numpy as np
 from voicelib.metrics import eer
 
 log = logging.getLogger(__name__)
+
+NAMES = ("lfcc_gmm", "gmm_novelty", "shortcut_probe")  # score columns of the baselines, beside the model's
 
 SHORTCUT_FEATURES = [
     "duration_s", "leading_silence_s", "trailing_silence_s", "zero_fraction", "longest_zero_run_s",
@@ -185,15 +193,24 @@ class LfccGmm:
             self.mean, self.std = x.mean(axis=0), x.std(axis=0) + 1e-6
         return (x - self.mean) / self.std
 
+    def class_logliks(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+        """Mean frame log-likelihood under each class's GMM: [waves, 2] (column 0 human, 1 AI)."""
+        if not self.gmms:
+            raise ValueError("LfccGmm scored before fit")
+        out = np.empty((len(waves), 2))
+        for i, w in enumerate(waves):
+            x = self._standardise(self.frames(w))
+            out[i] = [np.mean(diag_gmm_loglik(x, *self.gmms[c])) for c in (0, 1)]
+        return out
+
     def score(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         """Return the mean frame log-likelihood ratio, AI minus human, per wave."""
-        if not self.gmms:
-            raise ValueError("LfccGmm.score called before fit")
-        out = []
-        for w in waves:
-            x = self._standardise(self.frames(w))
-            out.append(float(np.mean(diag_gmm_loglik(x, *self.gmms[1]) - diag_gmm_loglik(x, *self.gmms[0]))))
-        return np.array(out)
+        ll = self.class_logliks(waves)
+        return ll[:, 1] - ll[:, 0]
+
+    def novelty(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+        """One-class score: the negative mean frame log-likelihood under the human GMM (high = unlike human speech)."""
+        return -self.class_logliks(waves)[:, 0]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted model as plain arrays (means, variances, weights per class; scaling; settings) for np.savez."""

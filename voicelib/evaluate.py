@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from voicelib import audio, metrics, unseen
-from voicelib.baselines import LfccGmm, ShortcutProbe, shortcut_matrix
+from voicelib.baselines import NAMES, LfccGmm, ShortcutProbe, shortcut_matrix
 from voicelib.io import atomic_path, write_json
 from voicelib.metrics import compute_metrics, eer  # noqa: F401 - eer is part of this module's API
 
@@ -178,7 +178,8 @@ def run_baselines(train: tuple, test: tuple, *, seed: int, sr: int, gmm_componen
     """Fit the LFCC-GMM and the shortcut probe on train waves, score the test waves; return (metrics, scores)."""
     (train_w, train_y), (test_w, test_y) = train, test
     gmm = LfccGmm(n_components=gmm_components, seed=seed, sample_rate=sr).fit(train_w, train_y)
-    gmm_scores = gmm.score(test_w)
+    ll = gmm.class_logliks(test_w)
+    gmm_scores, novelty = ll[:, 1] - ll[:, 0], -ll[:, 0]
     gmm_eer, gmm_thr = metrics.eer(test_y, gmm_scores)
     lfcc = {"eer": gmm_eer, "roc_auc": metrics.roc_auc(test_y, gmm_scores), "n_components": gmm_components,
             "features": "LFCC 20 + deltas + double deltas", "score": "mean frame log-likelihood ratio, AI minus human"}
@@ -189,7 +190,10 @@ def run_baselines(train: tuple, test: tuple, *, seed: int, sr: int, gmm_componen
     probe_scores = probe.score(shortcut_matrix(test_w, sr))
     verdict = probe.verdict(test_y, probe_scores)
     verdict["roc_auc"] = metrics.roc_auc(test_y, probe_scores)
-    return {"lfcc_gmm": lfcc, "shortcut_probe": verdict}, {"lfcc_gmm": gmm_scores, "shortcut_probe": probe_scores}
+    one_class = {"eer": metrics.eer(test_y, novelty)[0], "roc_auc": metrics.roc_auc(test_y, novelty),
+                 "score": "negative mean frame log-likelihood under the human GMM (one-class: unlike human speech)"}
+    return ({"lfcc_gmm": lfcc, "gmm_novelty": one_class, "shortcut_probe": verdict},
+            {"lfcc_gmm": gmm_scores, "gmm_novelty": novelty, "shortcut_probe": probe_scores})
 
 
 def _labels(frame: pd.DataFrame) -> np.ndarray:
@@ -339,7 +343,7 @@ def _relative(path: str | os.PathLike, base: Path) -> str:
 def _write_scores(frame: pd.DataFrame, path: Path) -> None:
     cols = [c for c in ("path", "label", "language", "family", "engine", "source", "speaker", "logit", "prob",
                         "classification", "seen", "predicted_family")
-            if c in frame] + [c for c in frame if c.startswith(("robust_", "lfcc_gmm", "shortcut_probe"))]
+            if c in frame] + [c for c in frame if c.startswith(("robust_", *NAMES))]
     with atomic_path(path) as tmp:
         frame[cols].rename(columns={"prob": "ai_score", "logit": "ai_logit"}).to_csv(tmp, index=False)
 

@@ -90,8 +90,9 @@ def _logits(det, waves: list[np.ndarray]) -> np.ndarray:
 
 
 def _gmm_scores(det, trainval: pd.DataFrame, wave_sets: list[list[np.ndarray]], *, seed: int,
-                components: int) -> list[np.ndarray]:
-    """LFCC-GMM fitted on the fold's train rows, seeing what the fold's network sees; its scores on each wave set."""
+                components: int) -> list[pd.DataFrame]:
+    """LFCC-GMM fitted on the fold's train rows, seeing what the fold's network sees; per wave set its LLR
+    (`lfcc_gmm`) and its one-class score (`gmm_novelty`, the negative log-likelihood under the human GMM)."""
     from voicelib import evaluate
     from voicelib.baselines import LfccGmm
 
@@ -99,7 +100,11 @@ def _gmm_scores(det, trainval: pd.DataFrame, wave_sets: list[list[np.ndarray]], 
     waves, ok = evaluate.load_waves(train, det.sample_rate)
     labels = (train["label"] == "ai").to_numpy(dtype=int)[ok]
     gmm = LfccGmm(n_components=components, seed=seed).fit([det.prepared(w) for w, k in zip(waves, ok) if k], labels)
-    return [gmm.score([det.prepared(w) for w in waves]) for waves in wave_sets]
+    out = []
+    for waves in wave_sets:
+        ll = gmm.class_logliks([det.prepared(w) for w in waves])
+        out.append(pd.DataFrame({"lfcc_gmm": ll[:, 1] - ll[:, 0], "gmm_novelty": -ll[:, 0]}))
+    return out
 
 
 def _fused(val: pd.DataFrame, test: pd.DataFrame, *, seed: int) -> tuple[np.ndarray | None, str]:
@@ -117,8 +122,12 @@ def _fused(val: pd.DataFrame, test: pd.DataFrame, *, seed: int) -> tuple[np.ndar
 def one_fold(split: pd.DataFrame, family: str, *, train_config, model_config: ModelConfig,
              augment_config: AugmentConfig, out_dir: str | os.PathLike, cache_dir: str | os.PathLike | None,
              device: str = "cpu", seed: int = 0, n_boot: int = 300, gmm_components: int = 0,
-             keep_model: bool = False) -> tuple[dict, pd.DataFrame]:
-    """Train without `family`, score all its clips against the test humans: (summary row, per-clip scores)."""
+             keep_model: bool = False) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Train without `family`, score all its clips against the test humans.
+
+    Returns (summary row, per-clip test scores, per-clip scores of the fold's validation clips); the
+    validation scores are what a fusion or a threshold for this fold may be fitted on.
+    """
     from voicelib import train
 
     trainval, test = fold(split, family)
@@ -137,15 +146,20 @@ def one_fold(split: pd.DataFrame, family: str, *, train_config, model_config: Mo
            "roc_auc": metrics.roc_auc(y, logits), "val_eer": result.best_val_eer,
            "train_s": round(time.perf_counter() - start, 1),
            "train_families": sorted(set(manifest.family_of(trainval[trainval["label"] == "ai"])))}
-    scores = test[["path", "label", "speaker"]].assign(family=family, y=y, logit=logits)
+    columns = ["path", "label", "speaker", "engine"]
+    scores = test.reindex(columns=columns).assign(family=family, y=y, logit=logits)
+    val = trainval[trainval["split"] == "val"].reset_index(drop=True)
+    val_waves = _waves(val, det.sample_rate)
+    val_scores = val.reindex(columns=columns).assign(family=family, clip_family=manifest.family_of(val).to_numpy(),
+                                                     y=(val["label"] == "ai").to_numpy(dtype=int),
+                                                     logit=_logits(det, val_waves))
     if gmm_components:  # LFCC-GMM on the same fold, and fused with the network on the fold's validation clips
-        val = trainval[trainval["split"] == "val"].reset_index(drop=True)
-        val_waves = _waves(val, det.sample_rate)
         gmm_val, gmm = _gmm_scores(det, trainval, [val_waves, test_waves], seed=seed, components=gmm_components)
-        row["lfcc_gmm_eer"] = metrics.eer(y, gmm)[0]
-        scores["lfcc_gmm"] = gmm
-        val = val.assign(y=(val["label"] == "ai").astype(int), logit=_logits(det, val_waves), lfcc_gmm=gmm_val)
-        fused, why = _fused(val, scores, seed=seed)
+        row["lfcc_gmm_eer"] = metrics.eer(y, gmm["lfcc_gmm"])[0]
+        row["gmm_novelty_eer"] = metrics.eer(y, gmm["gmm_novelty"])[0]
+        scores = pd.concat([scores, gmm], axis=1)
+        val_scores = pd.concat([val_scores, gmm_val], axis=1)
+        fused, why = _fused(val_scores, scores, seed=seed)
         row["fused_eer"] = metrics.eer(y, fused)[0] if fused is not None else None
         if fused is not None:
             scores["fused"] = fused
@@ -157,7 +171,7 @@ def one_fold(split: pd.DataFrame, family: str, *, train_config, model_config: Mo
     baselines = "".join(f", {name} {row[key]:.3f}" for name, key in named if row.get(key) is not None)
     log.info("without %s: EER %.3f [%.3f-%.3f] on %d AI vs %d human clips%s", family, rate, *ci["eer"], row["n_ai"],
              row["n_human"], baselines)
-    return row, scores
+    return row, scores, val_scores
 
 
 def pooled(scores: pd.DataFrame, column: str = "logit") -> float | None:
@@ -175,6 +189,9 @@ def summarise(rows: list[dict], scores: pd.DataFrame) -> dict[str, Any]:
     if rows and all("lfcc_gmm_eer" in r for r in rows):
         out["lfcc_gmm_mean_eer"] = float(np.mean([r["lfcc_gmm_eer"] for r in rows]))
         out["lfcc_gmm_pooled_eer"] = pooled(scores, "lfcc_gmm")
+    if rows and all("gmm_novelty_eer" in r for r in rows):
+        out["gmm_novelty_mean_eer"] = float(np.mean([r["gmm_novelty_eer"] for r in rows]))
+        out["gmm_novelty_pooled_eer"] = pooled(scores, "gmm_novelty")
     if rows and all(r.get("fused_eer") is not None for r in rows):
         out["fused_mean_eer"] = float(np.mean([r["fused_eer"] for r in rows]))
         out["fused_pooled_eer"] = pooled(scores, "fused")
@@ -184,23 +201,28 @@ def summarise(rows: list[dict], scores: pd.DataFrame) -> dict[str, Any]:
 def run(split: pd.DataFrame, *, train_config, model_config: ModelConfig, augment_config: AugmentConfig,
         out_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None, device: str = "cpu", seed: int = 0,
         n_boot: int = 300, gmm_components: int = 16, families: list[str] | None = None) -> dict[str, Any]:
-    """Every fold; writes lofo.json and lofo_scores.csv under out_dir (after each fold: a long run keeps its folds)."""
+    """Every fold; writes lofo.json, lofo_scores.csv and lofo_val_scores.csv under out_dir.
+
+    lofo.json is rewritten after each fold: a long run keeps the folds it finished.
+    """
     out_dir = Path(out_dir)
     families = held_out_families(split) if families is None else families
     if not families:
         raise ValueError(f"leave one family out: no AI family has {MIN_CLIPS}+ clips with another family left to "
                          "train on; collect more engines (--tts auto) or a larger --limit")
-    rows, parts = [], []
+    rows, parts, val_parts = [], [], []
     for family in families:
-        row, scores = one_fold(split, family, train_config=train_config, model_config=model_config,
+        row, scores, val_scores = one_fold(split, family, train_config=train_config, model_config=model_config,
                                augment_config=augment_config, out_dir=out_dir / "lofo" / family, cache_dir=cache_dir,
                                device=device, seed=seed, n_boot=n_boot, gmm_components=gmm_components)
         rows.append(row)
         parts.append(scores)
+        val_parts.append(val_scores)
         result = {**summarise(rows, pd.concat(parts, ignore_index=True)), "train_config": train_config.to_dict(),
                   "complete": len(rows) == len(families)}
         write_json(out_dir / "lofo.json", result)
     pd.concat(parts, ignore_index=True).to_csv(out_dir / "lofo_scores.csv", index=False)
+    pd.concat(val_parts, ignore_index=True).to_csv(out_dir / "lofo_val_scores.csv", index=False)
     return result
 
 
@@ -233,11 +255,13 @@ def table(result: dict[str, Any]) -> pd.DataFrame:
     rows = [{"held out": r["family"], "AI clips": r["n_ai"], "human clips": r["n_human"],
              "EER %": round(100 * r["eer"], 1),
              "95% interval": f"{100 * r['eer_ci'][0]:.1f}-{100 * r['eer_ci'][1]:.1f}",
-             "LFCC-GMM EER %": _pct(r.get("lfcc_gmm_eer")), "fused EER %": _pct(r.get("fused_eer"))}
+             "LFCC-GMM EER %": _pct(r.get("lfcc_gmm_eer")), "one-class GMM EER %": _pct(r.get("gmm_novelty_eer")),
+             "fused EER %": _pct(r.get("fused_eer"))}
             for r in result["folds"]]
     for name, key in (("mean over families", "mean"), ("pooled", "pooled")):
         if result.get(f"{key}_eer") is not None:
             rows.append({"held out": name, "EER %": _pct(result[f"{key}_eer"]),
                          "LFCC-GMM EER %": _pct(result.get(f"lfcc_gmm_{key}_eer")),
+                         "one-class GMM EER %": _pct(result.get(f"gmm_novelty_{key}_eer")),
                          "fused EER %": _pct(result.get(f"fused_{key}_eer"))})
     return pd.DataFrame(rows)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from voicelib import metrics as m
+from voicelib.baselines import NAMES
 
 FIGSIZES = {"confusion_matrix": (4.2, 3.8), "roc": (5, 4.5), "det": (5, 4.5), "score_histogram": (5.5, 3.8),
             "reliability": (4.5, 4.5), "robustness": (6, 3.8)}
@@ -180,7 +181,7 @@ def family_confusion(scores: pd.DataFrame) -> Any:
 
 def evaluation_figures(scores: pd.DataFrame, result: dict, val_scores: pd.DataFrame | None = None) -> dict[str, Any]:
     """Every evaluation figure, by name, from scores.csv (and val_scores.csv) and metrics.json."""
-    columns = {"model": "ai_logit", **{k: k for k in ("lfcc_gmm", "shortcut_probe") if k in scores}}
+    columns = {"model": "ai_logit", **{k: k for k in NAMES if k in scores}}
     roc, det = roc_and_det(scores, columns)
     figures = {"confusion_matrix": confusion(result), "roc": roc, "det": det,
                "score_histogram": score_histogram(scores, result),

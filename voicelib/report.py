@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from voicelib import plots
+from voicelib.baselines import NAMES
 from voicelib.errors import VoiceLibError
 from voicelib.io import atomic_write, read_json, write_json
 from voicelib.manifest import summary as data_summary_table
@@ -399,7 +400,7 @@ def generalisation_cards(metrics: dict) -> str:
                          f'<small>{esc(g.get("note", ""))}</small></div>')
             continue
         ci = "–".join(_pct(x) for x in g.get("eer_ci", []))
-        base = ", ".join(f"{n} {_pct(g.get(f'{n}_eer'))}" for n in ("lfcc_gmm", "shortcut_probe") if f"{n}_eer" in g)
+        base = ", ".join(f"{n} {_pct(g.get(f'{n}_eer'))}" for n in NAMES if f"{n}_eer" in g)
         cards.append(f'<div class="kpi{" big" if big else ""}">{esc(title)}<b>{_pct(g["eer"])}</b>'
                      f'<small>95% {ci} · {g["n_ai"]} AI clips ({esc(", ".join(g["families"]))}) vs {g["n_human"]} '
                      f'human · same clips: {esc(base)} · AI called AI {_pct(g.get("ai_called_ai"))}</small></div>')
@@ -414,12 +415,14 @@ def _header(run_dir: Path) -> str:
     kpis = [("test EER", pct(metrics.get("eer"))), ("ROC-AUC", metrics.get("roc_auc")),
             ("test clips", metrics.get("n_test")),
             ("LFCC-GMM EER", pct(base.get("lfcc_gmm", {}).get("eer"))),
+            ("one-class GMM EER", pct(base.get("gmm_novelty", {}).get("eer"))),
             ("shortcut-probe EER", pct(base.get("shortcut_probe", {}).get("eer")))]
     lofo_result = _read(run_dir / "lofo.json")
     lofo_card = ""
     if lofo_result.get("mean_eer") is not None:
         beside = ", ".join(f"{name} {_pct(lofo_result.get(key))}" for name, key in (
-            ("LFCC-GMM", "lfcc_gmm_mean_eer"), ("fused", "fused_mean_eer")) if lofo_result.get(key) is not None)
+            ("LFCC-GMM", "lfcc_gmm_mean_eer"), ("one-class GMM", "gmm_novelty_mean_eer"),
+            ("fused", "fused_mean_eer")) if lofo_result.get(key) is not None)
         lofo_card = (f'<div class="kpi">leave-one-family-out EER<b>{_pct(lofo_result["mean_eer"])}</b>'
                      f'<small>mean over {len(lofo_result["folds"])} families '
                      f'({esc(", ".join(lofo_result["families"]))})'

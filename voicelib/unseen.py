@@ -13,6 +13,7 @@ import logging
 import pandas as pd
 
 from voicelib import metrics
+from voicelib.baselines import NAMES
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def seen_unseen(test: pd.DataFrame, train: pd.DataFrame, val: pd.DataFrame, *, t
                 n_boot: int) -> dict:
     """{'seen_engine_eer': {...}, 'unseen_engine_eer': {...}} for a scored test frame (logit, prob, baselines)."""
     status = seen_status(test, train, val)
-    columns = {"model": "logit", **{k: k for k in ("lfcc_gmm", "shortcut_probe") if k in test}}
+    columns = {"model": "logit", **{k: k for k in NAMES if k in test}}
     out = {}
     for name in ("seen", "unseen"):
         out[f"{name}_engine_eer"] = _group(test, status == name, columns, threshold=threshold, seed=seed,
