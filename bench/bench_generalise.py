@@ -141,9 +141,9 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_table(report: dict) -> None:
-    """bench/results/generalise.md from the report."""
-    (RESULTS / "generalise.md").write_text(f"# Leave one family out\n\nMachine: {report['machine']['cpu']}, "
+def write_table(report: dict, name: str = "generalise") -> None:
+    """bench/results/<name>.md from the report."""
+    (RESULTS / f"{name}.md").write_text(f"# Leave one family out\n\nMachine: {report['machine']['cpu']}, "
                                            f"budget {report['budget']}, seed {report['seed']}, limit "
                                            f"{report['limit']}\n\n{table(report)}\n", encoding="utf-8")
 
@@ -156,16 +156,19 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=120, help="human clips per source (and AI clips per engine)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--segments", type=int, default=1200, help="training segments per epoch (the budget)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits and of every training")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the collection (a new one collects anew)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--gmm-variants", nargs="*", default=["baseline", "preprocess_energy"],
                    help="variants whose folds also fit LFCC-GMM and the network + LFCC-GMM fusion")
     p.add_argument("--collect-only", action="store_true")
     p.add_argument("--table-only", action="store_true", help="rewrite generalise.md from generalise.json and stop")
+    p.add_argument("--tag", default="", help="write generalise_<tag>.json/.md (e.g. a second seed) instead")
     args = p.parse_args()
+    name = f"generalise_{args.tag}" if args.tag else "generalise"
     if args.table_only:
-        write_table(json.loads((RESULTS / "generalise.json").read_text(encoding="utf-8")))
+        write_table(json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8")), name)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
@@ -176,41 +179,44 @@ def main() -> None:
     report = {"benchmark": "leave_one_family_out", "machine": machine(), "budget": budget, "seed": args.seed,
               "limit": args.limit, "languages": args.languages, "variants": {v: {} for v in args.variants},
               "variant_settings": {v: VARIANTS[v] for v in args.variants}, "collection": {}}
-    earlier = RESULTS / "generalise.json"
+    earlier = RESULTS / f"{name}.json"
     if earlier.is_file():  # keep the variants an earlier run measured on the same budget, seed and data
         old = json.loads(earlier.read_text(encoding="utf-8"))
         if (old.get("budget"), old.get("seed"), old.get("limit")) == (budget, args.seed, args.limit):
-            for name, per_language in old["variants"].items():  # (variant, language) pairs this run does not redo
-                kept = report["variants"].setdefault(name, {})
+            for done, per_language in old["variants"].items():  # (variant, language) pairs this run does not redo
+                kept = report["variants"].setdefault(done, {})
                 for language, rows in per_language.items():
-                    if name not in args.variants or language not in args.languages:
+                    if done not in args.variants or language not in args.languages:
                         kept.setdefault(language, rows)
-                report["variant_settings"].setdefault(name, old["variant_settings"].get(name))
+                report["variant_settings"].setdefault(done, old["variant_settings"].get(done))
             report["collection"] = {k: v for k, v in old.get("collection", {}).items() if k not in args.languages}
             report["languages"] = [*args.languages, *(x for x in old.get("languages", []) if x not in args.languages)]
             report["earlier_machine"] = old.get("machine")
     for language in args.languages:
-        df = collect(language, limit=args.limit, seed=args.seed, workers=args.workers)
+        df = collect(language, limit=args.limit, seed=args.data_seed, workers=args.workers)
         report["collection"][language] = manifest.summary(df, by=["label", "family"]).to_dict(orient="records")
         if args.collect_only:
             continue
         split, families = folds(df, seed=args.seed)
-        for name in args.variants:
-            train_config, model_config, augment_config = configs(VARIANTS[name], budget=budget, seed=args.seed)
+        for variant in args.variants:
+            train_config, model_config, augment_config = configs(VARIANTS[variant], budget=budget, seed=args.seed)
             rows = []
             for family in families:
                 row, scores, val_scores = lofo.one_fold(
                     split, family, train_config=train_config, model_config=model_config, augment_config=augment_config,
-                    out_dir=OUT / name / language / family, cache_dir=OUT / "cache", seed=args.seed,
-                    gmm_components=16 if name in args.gmm_variants else 0)
+                    out_dir=OUT / variant / language / family, cache_dir=OUT / "cache", seed=args.seed,
+                    gmm_components=16 if variant in args.gmm_variants else 0)
                 rows.append(row)
-                kept = OUT / "scores" / name / language  # per-clip scores: fusion rules are compared on them offline
+                # per-clip scores: fusion rules are compared on them offline (bench/bench_fusion_rules.py)
+                kept = OUT / "scores" / (variant + (f"_{args.tag}" if args.tag else "")) / language
                 kept.mkdir(parents=True, exist_ok=True)
                 scores.to_csv(kept / f"{family}_test.csv", index=False)
                 val_scores.to_csv(kept / f"{family}_val.csv", index=False)
-            report["variants"][name][language] = rows
-            write_json(RESULTS / "generalise.json", report)  # after every fold set: a long run keeps its results
-    write_table(report)
+            report["variants"][variant][language] = rows
+            write_json(RESULTS / f"{name}.json", report)  # after every fold set: a long run keeps its results
+    if args.collect_only:
+        return
+    write_table(report, name)
     print(json.dumps({k: v for k, v in report.items() if k != "collection"}, indent=1)[:3000])
 
 

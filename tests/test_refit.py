@@ -70,6 +70,8 @@ def test_the_final_model_trains_on_every_clip_and_ships_the_held_out_threshold(r
     assert config["train_config"]["epochs"] == max(evaluated["best_epoch"], 1)
     assert config["data"]["train_ai"]["clips"] == 40 and config["data"]["train_human"]["clips"] == 20
     assert not any(k.startswith("val_") for k in config["data"])
+    assert config["final_fit"]["evaluated_model"] == f"{run_dir.name}/model"  # a name: no path of this machine ships
+    assert str(run_dir.parent) not in json.dumps(config["final_fit"])
     final_metrics = json.loads((run_dir / "final_model" / "metrics.json").read_text())
     assert final_metrics["final_fit"] is True and "val_eer" not in final_metrics
     det = Detector.load(entry, backend="torch")

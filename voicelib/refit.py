@@ -79,7 +79,8 @@ def final_fit(split: pd.DataFrame, run_dir: str | os.PathLike, *, out_dir: str |
     evaluated_metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     provenance = {"trained_on": "every clip of the run's train, validation and test splits",
                   "n_clips": len(rows), "epochs": epochs, "run": run_dir.name,
-                  "evaluated_model": str(evaluated), "operating_point": point}
+                  "evaluated_model": f"{run_dir.name}/{evaluated.name}",  # names only: the model may ship elsewhere
+                  "operating_point": point}
     config = read_json(result.model_dir / "config.json")
     config.update(threshold=point["threshold"], calibration=point["calibration"], band=point["band"],
                   final_fit=provenance)
