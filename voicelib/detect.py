@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from voicelib.errors import AudioError, ModelError
+from voicelib.errors import AudioError, AudioTooLong, ModelError
 from voicelib.languages import LANGUAGE_NAMES
 from voicelib.metrics import apply_platt
 
@@ -351,15 +351,14 @@ class Detector:
     def score_files(self, paths: Sequence[str | os.PathLike], *, chunk_duration: float = 3.0,
                     overlap: float = 0.5) -> list[dict]:
         """Decode and score files together; unreadable files become {"file", "error"} entries."""
-        from voicelib import audio
-
         waves, names, slots, results = [], [], [], [None] * len(paths)
         for i, path in enumerate(paths):
             try:
-                if self._streams(path):
+                wave = self._load_whole(path)
+                if wave is None:
                     results[i] = self.score_stream(path, chunk_duration=chunk_duration, overlap=overlap)
                     continue
-                waves.append(audio.load(path, sr=self.sample_rate, max_duration=self.max_duration))
+                waves.append(wave)
                 names.append(str(path))
                 slots.append(i)
             except AudioError as exc:
@@ -381,22 +380,26 @@ class Detector:
 
     def score_path(self, path: str | os.PathLike, *, chunk_duration: float = 3.0, overlap: float = 0.5) -> dict:
         """Score one file, streamed when long; raises AudioError (AudioTooLong over max_duration) when unusable."""
-        from voicelib import audio
-
-        if self._streams(path):
+        wave = self._load_whole(path)
+        if wave is None:
             return self.score_stream(path, chunk_duration=chunk_duration, overlap=overlap)
-        wave = audio.load(path, sr=self.sample_rate, max_duration=self.max_duration)
         return self.score_array(wave, self.sample_rate, chunk_duration=chunk_duration, overlap=overlap, name=str(path))
 
-    def _streams(self, path: str | os.PathLike) -> bool:
-        """Whether a file is long enough (by its header) to be streamed; unreadable headers go the whole-file way."""
+    def _load_whole(self, path: str | os.PathLike) -> np.ndarray | None:
+        """The decoded file, or None when it is longer than `stream_above` and must be streamed.
+
+        The decoder checks the header's duration before decoding, so each file is opened once (a header
+        check first opened every file twice). Over `max_duration` raises AudioTooLong.
+        """
         from voicelib import audio
 
+        limit = self.stream_above if self.max_duration is None else min(self.stream_above, self.max_duration)
         try:
-            duration = audio.info(path).duration
-        except AudioError:
-            return False
-        return duration > self.stream_above or (self.max_duration is not None and duration > self.max_duration)
+            return audio.load(path, sr=self.sample_rate, max_duration=limit)
+        except AudioTooLong:
+            if self.max_duration is not None and limit >= self.max_duration:
+                raise
+            return None
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[dict]]:
