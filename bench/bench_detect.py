@@ -37,12 +37,17 @@ def pick_files(minutes: float) -> tuple[list[str], float]:
     return files, total
 
 
-def fresh_model_dir(out: Path, *, width: int = 16, preprocess: str = "none") -> Path:
-    """Save an untrained detector of this width (and preprocessing: none, silero or energy) as a model directory."""
+FRONT_ENDS = {"logmel": {}, "linear": {"kind": "linear"}, "linear80": {"kind": "linear", "n_linear_bins": 80}}
+
+
+def fresh_model_dir(out: Path, *, width: int = 16, preprocess: str = "none", front_end: str = "logmel") -> Path:
+    """Save an untrained detector of this width, preprocessing (none, silero or energy) and front end."""
     from voicelib.model import ModelConfig, build_model, save_model
 
     extra = {} if preprocess == "none" else {"preprocess": {"vad_backend": preprocess}}
-    cfg = ModelConfig.from_dict({**ModelConfig.light().to_dict(), "width": width, **extra})
+    light = ModelConfig.light().to_dict()
+    features = {**light["features"], **FRONT_ENDS[front_end]}
+    cfg = ModelConfig.from_dict({**light, "width": width, "features": features, **extra})
     return save_model(build_model(cfg, seed=0), out, config={"model": cfg.to_dict(), "threshold": 0.0,
                                                              "calibration": {"a": 1.0, "b": 0.0}})
 
@@ -58,7 +63,8 @@ def run(args: argparse.Namespace) -> dict:
     files, total = pick_files(args.minutes)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = (Path(args.model) if args.model else
-                     fresh_model_dir(Path(tmp) / "model", width=args.width, preprocess=args.preprocess))
+                     fresh_model_dir(Path(tmp) / "model", width=args.width, preprocess=args.preprocess,
+                                     front_end=args.front_end))
         detector = Detector.load(model_dir, device=args.device, backend=args.backend)
         detect_paths(files[:8], detector)  # warm-up: allocator, oneDNN kernels
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -71,7 +77,8 @@ def run(args: argparse.Namespace) -> dict:
     decode = (time.perf_counter() - t0) * len(files) / max(len(files) // 4, 1)
     n_chunks = sum(len(r.get("chunks", [])) for r in results)
     return {"device": args.device, "threads": args.threads,
-            "model": str(args.model or f"fresh ModelConfig.light(width={args.width}), preprocess {args.preprocess}"),
+            "model": str(args.model or f"fresh ModelConfig.light(width={args.width}), preprocess {args.preprocess}, "
+                                       f"front end {args.front_end}"),
             "files": len(files), "failed": n_failed, "audio_seconds": round(total, 1), "chunks": n_chunks,
             "chunk_duration": 3.0, "overlap": 0.5, "files_per_batch": args.files_per_batch,
             "backend": detector.backend, "wall_seconds": round(elapsed, 2), "x_real_time": round(total / elapsed, 1),
@@ -93,6 +100,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16, help="width of the fresh detector (the pipeline trains 32)")
     parser.add_argument("--preprocess", default="none", choices=["none", "silero", "energy"],
                         help="the fresh detector's preprocessing (VAD trim, loudness, dither)")
+    parser.add_argument("--front-end", default="logmel", choices=list(FRONT_ENDS),
+                        help="the fresh detector's front end (linear80: linear bins pooled onto 80 bands)")
     parser.add_argument("--out", default=None, help="result JSON (default bench/results/detect[_cuda].json)")
     args = parser.parse_args()
     if not (SHARED / "manifest.csv").is_file():

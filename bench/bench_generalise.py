@@ -61,6 +61,8 @@ DEFAULT = "preprocess_energy"
 ENERGY = VARIANTS[DEFAULT]["architecture"]
 VARIANTS |= {
     "energy_linear": {"architecture": {**ENERGY, "features": {"kind": "linear"}}},
+    # the linear bins pooled onto 80 equal-width bands: the network's cost of 80 mel bands (detection speed)
+    "energy_linear80": {"architecture": {**ENERGY, "features": {"kind": "linear", "n_linear_bins": 80}}},
     "energy_lfcc": {"architecture": {**ENERGY, "features": {"kind": "lfcc"}}},
     "energy_multires": {"architecture": {**ENERGY, "features": {"kind": "multires"}}},
     "energy_ocsoftmax": {"architecture": {**ENERGY, "ai_head": "ocsoftmax"}},
