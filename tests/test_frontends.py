@@ -8,6 +8,7 @@ import torch
 
 from voicelib import features
 from voicelib.features import KINDS, FeatureConfig, frontend, n_bins
+from voicelib.model import ModelConfig
 
 SR = 16000
 
@@ -106,3 +107,14 @@ def test_old_configs_load_as_logmel_with_cmvn_and_bad_values_are_refused():
         FeatureConfig(kind="mfcc")
     with pytest.raises(ValueError, match="n_linear_bins"):
         FeatureConfig(kind="linear", n_linear_bins=1000)
+
+
+def test_front_ends_by_name_give_their_settings_and_a_bad_name_says_which_exist(make_tone):
+    assert FeatureConfig.from_dict("linear80") == FeatureConfig(kind="linear", n_linear_bins=80)
+    assert FeatureConfig.from_dict("lfcc") == FeatureConfig(kind="lfcc")
+    cfg = ModelConfig.from_dict({"width": 8, "features": "linear80"})
+    assert n_bins(cfg.features) == 80 and ModelConfig.from_dict(cfg.to_dict()) == cfg  # saved as settings
+    feats = frontend(cfg.features)(torch.from_numpy(make_tone(6000.0, duration=1.0))[None])
+    assert feats.shape[1] == 80 and int(feats[0].mean(dim=1).argmax()) == 192 * 80 // 257  # 6 kHz: STFT bin 192
+    with pytest.raises(ValueError, match="front end 'mel' unknown; use one of logmel, linear, lfcc"):
+        FeatureConfig.from_dict("mel")

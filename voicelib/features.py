@@ -26,6 +26,10 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 KINDS = ("logmel", "linear", "lfcc", "multires", "cqt")
+# front ends by name (FeatureConfig.from_dict("linear80")): each kind with its defaults, and linear80 -- the
+# linear bins pooled onto 80 equal-width bands, a linear front end at the network cost of 80 mel bands
+PRESETS: dict[str, dict[str, Any]] = {**{kind: {"kind": kind} for kind in KINDS},
+                                      "linear80": {"kind": "linear", "n_linear_bins": 80}}
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,12 @@ class FeatureConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
-        """Rebuild a config, refusing keys this version does not know."""
+    def from_dict(cls, data: dict[str, Any] | str) -> FeatureConfig:
+        """Rebuild a config, refusing keys this version does not know; a name from PRESETS gives its settings."""
+        if isinstance(data, str):
+            if data not in PRESETS:
+                raise ValueError(f"front end {data!r} unknown; use one of {', '.join(PRESETS)} or a dict of settings")
+            data = PRESETS[data]
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
