@@ -69,6 +69,7 @@ VARIANTS |= {
     "energy_asam": {"architecture": ENERGY, "training": {"sam": "asam", "sam_rho": 0.5}},
     "energy_lcnn_lfcc": {"architecture": {**ENERGY, "arch": "lcnn", "features": {"kind": "lfcc"}}},
     "energy_channel_aug": {"architecture": ENERGY, "augmentation": "channel_robust"},
+    "energy_no_cmvn": {"architecture": {**ENERGY, "features": {"cmvn": False}}},
     "energy_epochs6": {"architecture": ENERGY, "training": {"epochs": 6, "patience": 6}},  # 3x the budget
 }
 
