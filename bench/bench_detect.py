@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import pandas as pd  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
+from voicelib.features import PRESETS  # noqa: E402
 from voicelib.io import write_json  # noqa: E402
 
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", Path(__file__).resolve().parents[2] / "shared" / "speech"))
@@ -37,17 +38,12 @@ def pick_files(minutes: float) -> tuple[list[str], float]:
     return files, total
 
 
-FRONT_ENDS = {"logmel": {}, "linear": {"kind": "linear"}, "linear80": {"kind": "linear", "n_linear_bins": 80}}
-
-
 def fresh_model_dir(out: Path, *, width: int = 16, preprocess: str = "none", front_end: str = "logmel") -> Path:
     """Save an untrained detector of this width, preprocessing (none, silero or energy) and front end."""
     from voicelib.model import ModelConfig, build_model, save_model
 
     extra = {} if preprocess == "none" else {"preprocess": {"vad_backend": preprocess}}
-    light = ModelConfig.light().to_dict()
-    features = {**light["features"], **FRONT_ENDS[front_end]}
-    cfg = ModelConfig.from_dict({**light, "width": width, "features": features, **extra})
+    cfg = ModelConfig.from_dict({**ModelConfig.light().to_dict(), "width": width, "features": front_end, **extra})
     return save_model(build_model(cfg, seed=0), out, config={"model": cfg.to_dict(), "threshold": 0.0,
                                                              "calibration": {"a": 1.0, "b": 0.0}})
 
@@ -100,7 +96,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16, help="width of the fresh detector (the pipeline trains 32)")
     parser.add_argument("--preprocess", default="none", choices=["none", "silero", "energy"],
                         help="the fresh detector's preprocessing (VAD trim, loudness, dither)")
-    parser.add_argument("--front-end", default="logmel", choices=list(FRONT_ENDS),
+    parser.add_argument("--front-end", default="logmel", choices=list(PRESETS),
                         help="the fresh detector's front end (linear80: linear bins pooled onto 80 bands)")
     parser.add_argument("--out", default=None, help="result JSON (default bench/results/detect[_cuda].json)")
     args = parser.parse_args()

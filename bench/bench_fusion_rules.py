@@ -77,9 +77,10 @@ def halves(test: pd.DataFrame, *, seed: int = 0) -> list[np.ndarray]:
 def one_fold(val: pd.DataFrame, test: pd.DataFrame, *, seed: int = 0) -> dict[str, dict]:
     """Cross-fitted EER of every rule on the fold's clips, and what its fitting-set EER threshold calls AI."""
     ai = (test["y"] == 1).to_numpy()
-    humans = {}
+    humans: dict[str, list[np.ndarray]] = {}
     ai_scores: dict[str, list[np.ndarray]] = {}
-    called: dict[str, list[float]] = {}
+    ai_called: dict[str, list[float]] = {}
+    humans_called: dict[str, int] = {}
     for mask in halves(test, seed=seed):
         fit = pd.concat([val, test[(test["y"] == 0).to_numpy() & ~mask]], ignore_index=True)
         scored = test[mask | ai].reset_index(drop=True)
@@ -88,15 +89,15 @@ def one_fold(val: pd.DataFrame, test: pd.DataFrame, *, seed: int = 0) -> dict[st
             threshold = metrics.eer(fit["y"].to_numpy(), sf)[1]
             humans.setdefault(name, []).append(ss[~is_ai])
             ai_scores.setdefault(name, []).append(ss[is_ai])
-            called.setdefault(name, []).extend([np.mean(ss[is_ai] >= threshold), np.sum(ss[~is_ai] >= threshold)])
+            ai_called.setdefault(name, []).append(float(np.mean(ss[is_ai] >= threshold)))
+            humans_called[name] = humans_called.get(name, 0) + int(np.sum(ss[~is_ai] >= threshold))
     out = {}
     n_human = int((test["y"] == 0).sum())
     for name in humans:
         h, a = np.concatenate(humans[name]), np.mean(ai_scores[name], axis=0)
         y = np.r_[np.zeros(len(h)), np.ones(len(a))]
-        c = called[name]
-        out[name] = {"eer": float(metrics.eer(y, np.r_[h, a])[0]), "ai_called_ai": float(np.mean(c[0::2])),
-                     "human_called_ai": float(np.sum(c[1::2]) / n_human)}
+        out[name] = {"eer": float(metrics.eer(y, np.r_[h, a])[0]), "ai_called_ai": float(np.mean(ai_called[name])),
+                     "human_called_ai": humans_called[name] / n_human}
     return out
 
 
