@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from voicelib import runner
-from voicelib.io import read_json
+from voicelib.files import read_json
 from voicelib.languages import LANGUAGES
-from voicelib.params import Rule, collect_parameters, load_config, parse_set, resolve
+from voicelib.stages import runner
+from voicelib.stages.params import Rule, collect_parameters, load_config, parse_set, resolve
 
 ROOT = Path(__file__).resolve().parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -38,7 +38,7 @@ FLAGS = {"data_dir": "local_dirs", "tts": "tts_engines", "human": "human_sources
 
 
 def _train_config(value: dict[str, Any]) -> None:
-    from voicelib.train import TrainConfig
+    from voicelib.training.train import TrainConfig
 
     cfg = TrainConfig.from_dict(value)
     if cfg.base_model and not (Path(cfg.base_model) / "config.json").is_file():
@@ -46,13 +46,13 @@ def _train_config(value: dict[str, Any]) -> None:
 
 
 def _model_config(value: dict[str, Any]) -> None:
-    from voicelib.model import ModelConfig
+    from voicelib.model.config import ModelConfig
 
     ModelConfig.from_dict(value)
 
 
 def _augment_config(value: dict[str, Any]) -> None:
-    from voicelib.augment import AugmentConfig
+    from voicelib.audio.augment import AugmentConfig
 
     AugmentConfig.from_dict(value)
 
@@ -70,7 +70,7 @@ def _folders(value: list[str]) -> None:
 
 def _rules() -> dict[str, Rule]:
     """What each parameter's value must be, beyond the type its notebook declares."""
-    from voicelib.sources import HUMAN_SOURCES, TTS_ENGINES, VOCODERS
+    from voicelib.data.sources import HUMAN_SOURCES, TTS_ENGINES, VOCODERS
 
     return {
         "language": Rule(choices=tuple(LANGUAGES)), "run_dir": Rule(path=True), "seed": Rule(0, 2**31 - 1),
@@ -157,7 +157,7 @@ def list_params(known: dict) -> None:
     """Print every parameter: name, type, default, help and the stages taking it."""
     for p in known.values():
         print(f"{p.name:18} {p.type_name:6} {p.default!r:32} {p.help}  [{', '.join(s[:2] for s in p.stages)}]")
-    from voicelib.train import TrainConfig
+    from voicelib.training.train import TrainConfig
 
     print("\ntraining fields (TrainConfig defaults; set with --set training.NAME=VALUE):")
     for name, value in TrainConfig().to_dict().items():

@@ -20,8 +20,12 @@ sys.path.insert(0, str(HERE))
 
 from machine import machine  # noqa: E402
 
-from voicelib import audio, augment  # noqa: E402
-from voicelib.io import write_json  # noqa: E402
+from voicelib.audio import (  # noqa: E402
+    augment,  # noqa: E402
+    decode,
+    dsp,
+)
+from voicelib.files import write_json  # noqa: E402
 
 SR = 16000
 SEGMENT = int(3.6 * SR)
@@ -31,12 +35,12 @@ def segments(n: int) -> list[np.ndarray]:
     """`n` 3.6 s crops of real speech (shared corpus) or of espeak-ng speech."""
     shared = sorted((HERE.parents[1] / "shared" / "speech" / "english").rglob("*.flac"))
     if shared:
-        waves = [audio.load(p) for p in shared[:: max(len(shared) // n, 1)][:n]]
+        waves = [decode.load(p) for p in shared[:: max(len(shared) // n, 1)][:n]]
     else:
-        from voicelib import espeak
+        from voicelib.data import espeak
 
         wave, rate = espeak.synthesize("The quick brown fox jumps over the lazy dog.", language="en")
-        waves = [audio.resample(wave, rate, SR)] * n
+        waves = [dsp.resample(wave, rate, SR)] * n
     return [augment.random_crop(w, SR, np.random.default_rng(i), seconds=3.6) for i, w in enumerate(waves)]
 
 

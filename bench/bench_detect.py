@@ -18,8 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import pandas as pd  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
-from voicelib.features import PRESETS  # noqa: E402
-from voicelib.io import write_json  # noqa: E402
+from voicelib.audio import decode
+from voicelib.audio.features import PRESETS  # noqa: E402
+from voicelib.files import write_json  # noqa: E402
 
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", Path(__file__).resolve().parents[2] / "shared" / "speech"))
 
@@ -40,7 +41,9 @@ def pick_files(minutes: float) -> tuple[list[str], float]:
 
 def fresh_model_dir(out: Path, *, width: int = 16, preprocess: str = "none", front_end: str = "logmel") -> Path:
     """Save an untrained detector of this width, preprocessing (none, silero or energy) and front end."""
-    from voicelib.model import ModelConfig, build_model, save_model
+    from voicelib.model.config import ModelConfig
+    from voicelib.model.registry import build_model
+    from voicelib.model.saving import save_model
 
     extra = {} if preprocess == "none" else {"preprocess": {"vad_backend": preprocess}}
     cfg = ModelConfig.from_dict({**ModelConfig.light().to_dict(), "width": width, "features": front_end, **extra})
@@ -52,8 +55,7 @@ def run(args: argparse.Namespace) -> dict:
     """Time detect_paths over the files and return the result record."""
     import torch
 
-    from voicelib import audio
-    from voicelib.detect import Detector, detect_paths
+    from voicelib.scoring.detect import Detector, detect_paths
 
     torch.set_num_threads(args.threads)
     files, total = pick_files(args.minutes)
@@ -69,8 +71,8 @@ def run(args: argparse.Namespace) -> dict:
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     t0 = time.perf_counter()
     for f in files[: len(files) // 4]:
-        audio.load(f)
-    decode = (time.perf_counter() - t0) * len(files) / max(len(files) // 4, 1)
+        decode.load(f)
+    decode_s = (time.perf_counter() - t0) * len(files) / max(len(files) // 4, 1)
     n_chunks = sum(len(r.get("chunks", [])) for r in results)
     return {"device": args.device, "threads": args.threads,
             "model": str(args.model or f"fresh ModelConfig.light(width={args.width}), preprocess {args.preprocess}, "
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> dict:
             "x_real_time_by_cpu": round(total / (cpu / args.threads), 1),
             "cpu_seconds": round(cpu, 2), "note": "the machine is shared: compare wall with cpu_seconds / threads and "
             "the load average; wall time is the figure to quote",
-            "decode_only_seconds_estimate": round(decode, 2), "target_x_real_time_cpu": 200,
+            "decode_only_seconds_estimate": round(decode_s, 2), "target_x_real_time_cpu": 200,
             "machine": machine(args.device)}
 
 

@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import pandas as pd  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
-from voicelib import audio  # noqa: E402
-from voicelib.io import read_json, write_json  # noqa: E402
-from voicelib.sources import collect_all, engines, folder, synth, vocode  # noqa: E402
-from voicelib.sources.clips import prompts  # noqa: E402
+from voicelib.audio import decode
+from voicelib.data.sources import collect_all, engines, folder, synth, vocode  # noqa: E402
+from voicelib.data.sources.clips import prompts  # noqa: E402
+from voicelib.files import read_json, write_json  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "speech"
 log = logging.getLogger("bench_engines")
@@ -36,7 +36,7 @@ def _jobs(name: str, out: Path, *, language: str, texts: list[str], humans: list
 
 
 def _audio_seconds(jobs: list) -> float:
-    return sum(audio.info(j.path).duration for j in jobs if Path(j.path).is_file())
+    return sum(decode.info(j.path).duration for j in jobs if Path(j.path).is_file())
 
 
 def bench_engine(name: str, *, language: str, texts: list[str], humans: list[dict], tmp: Path) -> dict:

@@ -10,10 +10,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
-from voicelib import espeak  # noqa: E402
-from voicelib.io import write_json  # noqa: E402
+from voicelib.data import espeak  # noqa: E402
+from voicelib.data.sources.clips import prompts  # noqa: E402
+from voicelib.files import write_json  # noqa: E402
 from voicelib.languages import LANGUAGES  # noqa: E402
-from voicelib.sources.clips import prompts  # noqa: E402
 
 
 def bench_language(code: str, *, n: int) -> dict:
@@ -37,9 +37,9 @@ def main() -> None:
     results = {code: bench_language(code, n=args.sentences) for code in LANGUAGES.values()}
     for code, r in results.items():
         print(f"{code}: {r['x_real_time']:6.1f} x real time, {r['sentences_per_second']:5.1f} sentences/s")
-    write_json(args.out, {"benchmark": "espeak-ng synthesis (voicelib.espeak.synthesize, default voice)",
+    write_json(args.out, {"benchmark": "espeak-ng synthesis (voicelib.data.espeak.synthesize, default voice)",
                           "machine": machine(), "results": results,
-                          "note": "single process; one espeak-ng library instance per process (voicelib.espeak), "
+                          "note": "single process; one espeak-ng library instance per process (voicelib.data.espeak), "
                                   "1 core"})
 
 

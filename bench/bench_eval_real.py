@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import fitting  # noqa: E402  (bench/fitting.py, beside this script)
 import pandas as pd  # noqa: E402
 
-from voicelib.io import write_json  # noqa: E402
+from voicelib.files import write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", HERE.parents[1] / "shared" / "speech"))
@@ -27,7 +27,7 @@ SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", HERE.parents[1] / "shared
 
 def shared_manifest(language: str) -> pd.DataFrame:
     """The shared corpus' rows of one language as a voicelib manifest (absolute paths, `duration`)."""
-    from voicelib import manifest
+    from voicelib.data import manifest
 
     df = pd.read_csv(SHARED / "manifest.csv", dtype=str, keep_default_na=False)
     df = df[df["language"] == language].copy()
@@ -73,8 +73,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
 
-    from voicelib import evaluate, manifest
-    from voicelib.model import ModelConfig
+    from voicelib.data import manifest
+    from voicelib.evaluation import evaluate
+    from voicelib.model.config import ModelConfig
 
     torch.set_num_threads(args.threads)
     split = manifest.assign_splits(shared_manifest(args.language), seed=args.seed, val_fraction=0.15, test_fraction=0.2)

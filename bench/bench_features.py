@@ -1,6 +1,6 @@
 """Benchmark decode + resample + log-mel throughput (multiples of real time) on the shared speech corpus.
 
-Times `voicelib.audio.load` (decode, mono, soxr resample to 16 kHz, checks) and `voicelib.features`
+Times `voicelib.audio.decode.load` (decode, mono, soxr resample to 16 kHz, checks) and `voicelib.audio.features`
 log-mel over every FLAC of ../shared/speech, and over the same audio converted to MP3 in a work
 folder outside the repository (conversion is not timed). Writes bench/results/features.json and .md.
 
@@ -25,8 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
-from voicelib import audio, features  # noqa: E402
-from voicelib.io import write_json  # noqa: E402
+from voicelib.audio import (  # noqa: E402
+    decode,
+    features,  # noqa: E402
+)
+from voicelib.files import write_json  # noqa: E402
 
 log = logging.getLogger("bench_features")
 SR = 16000
@@ -39,7 +42,7 @@ def to_mp3(flacs: list[Path], src_root: Path, work: Path) -> list[Path]:
         target = work / "mp3" / path.relative_to(src_root).with_suffix(".mp3")
         if not target.exists():
             wave, rate = sf.read(str(path), dtype="float32")
-            audio.save(target, wave, rate)
+            decode.save(target, wave, rate)
         out.append(target)
     return out
 
@@ -47,7 +50,7 @@ def to_mp3(flacs: list[Path], src_root: Path, work: Path) -> list[Path]:
 def time_decode(paths: list[Path]) -> tuple[float, list[np.ndarray]]:
     """Load every file at 16 kHz; return (seconds, waves)."""
     start = time.perf_counter()
-    waves = [audio.load(p, sr=SR, min_duration=0.0, allow_silent=True) for p in paths]
+    waves = [decode.load(p, sr=SR, min_duration=0.0, allow_silent=True) for p in paths]
     return time.perf_counter() - start, waves
 
 

@@ -19,8 +19,8 @@ sys.path.insert(0, str(HERE))
 
 from machine import machine  # noqa: E402
 
-from voicelib.features import KINDS, FeatureConfig, frontend, n_bins  # noqa: E402
-from voicelib.io import write_json  # noqa: E402
+from voicelib.audio.features import KINDS, FeatureConfig, frontend, n_bins  # noqa: E402
+from voicelib.files import write_json  # noqa: E402
 
 BATCH = 16
 SR = 16000

@@ -30,10 +30,14 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from machine import machine  # noqa: E402
 
-from voicelib import evaluate, fusion, manifest, store, train  # noqa: E402
-from voicelib.augment import AugmentConfig  # noqa: E402
-from voicelib.io import write_json  # noqa: E402
-from voicelib.model import ModelConfig  # noqa: E402
+from voicelib.audio.augment import AugmentConfig  # noqa: E402
+from voicelib.data import manifest  # noqa: E402
+from voicelib.evaluation import evaluate  # noqa: E402
+from voicelib.files import write_json  # noqa: E402
+from voicelib.model import store  # noqa: E402
+from voicelib.model.config import ModelConfig  # noqa: E402
+from voicelib.scoring import fusion  # noqa: E402
+from voicelib.training import train  # noqa: E402
 
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", REPO.parent / "shared" / "speech"))
 OUT = REPO / "bench" / "out" / "fusion"
@@ -66,7 +70,7 @@ def train_versions(split: pd.DataFrame, *, language: str, epochs: int, segments:
 
 def attribution(model_dir: Path, test: pd.DataFrame) -> dict:
     """The family head's predictions on the test AI clips, as evaluation reports them."""
-    from voicelib.detect import Detector
+    from voicelib.scoring.detect import Detector
 
     det = Detector.load(model_dir, backend="torch")
     waves, ok = evaluate.load_waves(test, det.sample_rate)

@@ -13,7 +13,7 @@ clip (an AI clip's score is the mean of its two cross-fitted scores). No clip in
 the held-out family never informs any rule. Rules:
 
 - network, lfcc_gmm, gmm_novelty: one member alone (gmm_novelty: unlikeness to the human GMM);
-- lr: logistic regression (what voicelib.fusion fits);
+- lr: logistic regression (what voicelib.scoring.fusion fits);
 - zmean / zmax: each member standardised by the fitting humans' scores (mean and spread), then their
   mean or their maximum; nothing is fitted to the AI families the fitting set happens to hold.
 
@@ -35,8 +35,9 @@ sys.path.insert(0, str(REPO))
 
 from machine import machine  # noqa: E402
 
-from voicelib import fusion, metrics  # noqa: E402
-from voicelib.io import write_json  # noqa: E402
+from voicelib import metrics  # noqa: E402
+from voicelib.files import write_json  # noqa: E402
+from voicelib.scoring import fusion  # noqa: E402
 
 SCORES = REPO / "bench" / "out" / "generalise" / "scores"
 RESULTS = REPO / "bench" / "results"

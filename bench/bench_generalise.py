@@ -28,10 +28,12 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
-from voicelib import lofo, manifest, sources, train  # noqa: E402
-from voicelib.augment import AugmentConfig  # noqa: E402
-from voicelib.io import write_json  # noqa: E402
-from voicelib.model import ModelConfig  # noqa: E402
+from voicelib.audio.augment import AugmentConfig  # noqa: E402
+from voicelib.data import manifest, sources  # noqa: E402
+from voicelib.evaluation import lofo  # noqa: E402
+from voicelib.files import write_json  # noqa: E402
+from voicelib.model.config import ModelConfig  # noqa: E402
+from voicelib.training import train  # noqa: E402
 
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", REPO.parent / "shared" / "speech"))
 OUT = REPO / "bench" / "out" / "generalise"

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
-from voicelib.io import write_json  # noqa: E402
+from voicelib.files import write_json  # noqa: E402
 
 SR, SEGMENT = 16000, 3.0
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
@@ -67,8 +67,9 @@ def train_steps(*, device: str, batch: int, steps: int, warmup: int, clips: int,
     """Segments/s of training steps on device-resident cached audio (random crops), log-mel on the device, bf16."""
     import torch
 
-    from voicelib.features import frontend as make_frontend
-    from voicelib.model import ModelConfig, build_model
+    from voicelib.audio.features import frontend as make_frontend
+    from voicelib.model.config import ModelConfig
+    from voicelib.model.registry import build_model
 
     dev = torch.device(device)
     cfg = ModelConfig(width=32)
@@ -135,9 +136,9 @@ def fit_epoch(tmp: Path, *, device: str, clips: int) -> dict:
     """One epoch of train.fit on generated clips (decoded once into the cache first): segments/s end to end."""
     import pandas as pd
 
-    from voicelib import train
-    from voicelib.io import read_json
-    from voicelib.model import ModelConfig
+    from voicelib.files import read_json
+    from voicelib.model.config import ModelConfig
+    from voicelib.training import train
 
     paths = write_clips(tmp / "fit", clips, 6.0)
     rows = [{"path": str(p), "label": "human" if i % 2 == 0 else "ai", "language": "hindi", "speaker": f"s{i % 8}",
@@ -158,8 +159,10 @@ def fit_epoch(tmp: Path, *, device: str, clips: int) -> dict:
 
 def detection(tmp: Path, *, device: str, files: int, file_seconds: float) -> dict:
     """detect_paths over generated files with a fresh width-32 detector: times real time, segments/s."""
-    from voicelib.detect import Detector, detect_paths
-    from voicelib.model import ModelConfig, build_model, save_model
+    from voicelib.model.config import ModelConfig
+    from voicelib.model.registry import build_model
+    from voicelib.model.saving import save_model
+    from voicelib.scoring.detect import Detector, detect_paths
 
     paths = [str(p) for p in write_clips(tmp / "detect", files, file_seconds)]
     cfg = ModelConfig(width=32)
@@ -181,7 +184,7 @@ def pipeline(tmp: Path, *, device: str, data_dir: str | None, quick: bool, timeo
     """run_pipeline.py for Hindi on `data_dir` with --device; wall time and each stage's status."""
     if not data_dir or not Path(data_dir, "hindi").is_dir():
         return {"skipped": f"no Hindi recordings at {data_dir!r}; pass --data-dir DIR with DIR/hindi/{{human,ai}}/"}
-    from voicelib.io import read_json
+    from voicelib.files import read_json
 
     extra = ["--smoke"] if quick else ["--limit", "100", "--epochs", "3", "--workers", "0"]
     command = [sys.executable, str(ROOT / "run_pipeline.py"), "--language", "hindi", "--device", device,

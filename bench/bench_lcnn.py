@@ -22,10 +22,11 @@ sys.path.insert(0, str(HERE))
 
 from machine import machine  # noqa: E402
 
-from voicelib.features import FeatureConfig, LogMel  # noqa: E402
-from voicelib.io import write_json  # noqa: E402
-from voicelib.lcnn import LCNNConfig, build_lcnn  # noqa: E402
-from voicelib.model import ModelConfig, build_model, count_parameters  # noqa: E402
+from voicelib.audio.features import FeatureConfig, LogMel  # noqa: E402
+from voicelib.files import write_json  # noqa: E402
+from voicelib.model.config import ModelConfig  # noqa: E402
+from voicelib.model.lcnn import LCNNConfig, build_lcnn  # noqa: E402
+from voicelib.model.registry import build_model, count_parameters  # noqa: E402
 
 BATCH = 16
 SR = 16000

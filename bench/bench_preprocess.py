@@ -26,9 +26,12 @@ sys.path.insert(0, str(HERE))
 from bench_eval_real import SHARED, shared_manifest  # noqa: E402
 from machine import machine  # noqa: E402
 
-from voicelib import audio, preprocess  # noqa: E402
-from voicelib.baselines import SHORTCUT_FEATURES, ShortcutProbe, shortcut_matrix  # noqa: E402
-from voicelib.io import write_json  # noqa: E402
+from voicelib.audio import (  # noqa: E402
+    decode,
+    preprocess,  # noqa: E402
+)
+from voicelib.evaluation.baselines import SHORTCUT_FEATURES, ShortcutProbe, shortcut_matrix  # noqa: E402
+from voicelib.files import write_json  # noqa: E402
 from voicelib.metrics import eer  # noqa: E402
 
 log = logging.getLogger("bench_preprocess")
@@ -64,7 +67,7 @@ def timed_prepare(waves: list[np.ndarray], cfg: preprocess.PreprocessConfig) -> 
 def language_result(language: str, variants: dict[str, preprocess.PreprocessConfig]) -> dict:
     """Probe EERs raw vs prepared (default config and variants) and prepare speed on one language."""
     df = shared_manifest(language)
-    waves = [audio.load(p, sr=SR) for p in df["path"]]
+    waves = [decode.load(p, sr=SR) for p in df["path"]]
     labels = (df["label"] == "ai").to_numpy(dtype=int)
     speakers = (df["label"] + ":" + df["speaker"]).to_numpy()
     prepared, speed = timed_prepare(waves, preprocess.PreprocessConfig())

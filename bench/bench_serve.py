@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
-from voicelib.io import write_json  # noqa: E402
+from voicelib.audio import decode
+from voicelib.files import write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", REPO.parent / "shared" / "speech"))
@@ -41,7 +42,6 @@ print("VMHWM_KB", re.search(r"VmHWM:\\s+(\\d+)", status).group(1), "CODE", code,
 
 def speech(seconds: float, sr: int = 16000) -> np.ndarray:
     """About `seconds` of real speech from the shared corpus at `sr` (noise when the corpus is absent)."""
-    from voicelib import audio
 
     manifest = SHARED / "manifest.csv"
     if not manifest.is_file():
@@ -50,7 +50,7 @@ def speech(seconds: float, sr: int = 16000) -> np.ndarray:
 
     rows, parts, total = pd.read_csv(manifest).sample(frac=1.0, random_state=0), [], 0.0
     for path in rows["path"]:
-        parts.append(audio.load(SHARED / path, sr=sr))
+        parts.append(decode.load(SHARED / path, sr=sr))
         total += len(parts[-1]) / sr
         if total >= seconds:
             break
@@ -59,8 +59,9 @@ def speech(seconds: float, sr: int = 16000) -> np.ndarray:
 
 def model_dir(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
     """The model to serve, registered as the english model of a store in tmp; returns (store root, description)."""
-    from voicelib import store
-    from voicelib.model import ModelConfig, build_model
+    from voicelib.model import store
+    from voicelib.model.config import ModelConfig
+    from voicelib.model.registry import build_model
 
     if args.model:
         source, what = Path(args.model), str(args.model)
@@ -140,7 +141,7 @@ def load_test(root: Path, clip: bytes, args: argparse.Namespace, tmp: Path) -> d
 
 def stream_test(root: Path, wave: np.ndarray, args: argparse.Namespace, tmp: Path) -> dict:
     """Write an `hours`-long FLAC block by block and score it with the CLI; wall time and peak RSS."""
-    from voicelib import store
+    from voicelib.model import store
 
     path, sr, total = tmp / "long.flac", 16000, int(args.hours * 3600 * 16000)
     with sf.SoundFile(path, "w", sr, 1, format="FLAC", subtype="PCM_16") as out:

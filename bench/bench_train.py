@@ -29,8 +29,9 @@ def throughput(width: int, *, device: str, threads: int, batch: int, steps: int,
     """Segments per second for forward + backward + AdamW step, log-mel computed inside the timed loop."""
     import torch
 
-    from voicelib.features import LogMel
-    from voicelib.model import ModelConfig, build_model
+    from voicelib.audio.features import LogMel
+    from voicelib.model.config import ModelConfig
+    from voicelib.model.registry import build_model
 
     torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -94,10 +95,10 @@ def epoch_timing(*, threads: int, width: int = 16) -> dict:
     """Decode time with a cold and a warm cache, and the epoch times of a 2-epoch fit (no augmentation)."""
     import torch
 
-    from voicelib.augment import AugmentConfig
-    from voicelib.cache import AudioCache
-    from voicelib.data import segments_per_epoch
-    from voicelib.model import ModelConfig
+    from voicelib.audio.augment import AugmentConfig
+    from voicelib.audio.cache import AudioCache
+    from voicelib.data.dataset import segments_per_epoch
+    from voicelib.model.config import ModelConfig
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,7 +130,7 @@ def real_manifest(language: str, *, seed: int, val_fraction: float = 0.3):
     """One language of the shared corpus, read in place, split by speaker (AI voices with one speaker: by group)."""
     import pandas as pd
 
-    from voicelib.io import file_hash
+    from voicelib.files import file_hash
 
     root = shared_speech()
     frame = pd.read_csv(root / "manifest.csv")
@@ -173,8 +174,8 @@ def real_check(name: str, *, threads: int, width: int, epochs: int, seed: int, o
     """
     import torch
 
-    from voicelib.augment import AugmentConfig
-    from voicelib.model import ModelConfig
+    from voicelib.audio.augment import AugmentConfig
+    from voicelib.model.config import ModelConfig
 
     torch.set_num_threads(threads)
     work = ROOT / "bench" / "out" / f"train_real_{name}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from voicelib import train
+from voicelib.training import train
 
 RUNTIME = ("out_dir", "model_config", "augment_config", "device", "cache_dir", "resume", "progress", "on_epoch_end")
 

@@ -35,10 +35,11 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 import fitting  # noqa: E402  (bench/fitting.py)
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
-from voicelib import evaluate, manifest  # noqa: E402
-from voicelib.augment import AugmentConfig  # noqa: E402
-from voicelib.io import read_json, write_json  # noqa: E402
-from voicelib.model import ModelConfig  # noqa: E402
+from voicelib.audio.augment import AugmentConfig  # noqa: E402
+from voicelib.data import manifest  # noqa: E402
+from voicelib.evaluation import evaluate  # noqa: E402
+from voicelib.files import read_json, write_json  # noqa: E402
+from voicelib.model.config import ModelConfig  # noqa: E402
 
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", REPO.parent / "shared" / "speech"))
 OUT = REPO / "bench" / "out" / "results"

@@ -49,7 +49,7 @@ def _espeak_utterance(text: str, language: str, sr: int, variant: str | None) ->
     """Synthesize and resample one utterance (cached for the session)."""
     import soxr
 
-    from voicelib import espeak
+    from voicelib.data import espeak
 
     wave, native = espeak.synthesize(text, language=language, variant=variant)
     if native != sr:
@@ -61,7 +61,7 @@ def _espeak_utterance(text: str, language: str, sr: int, variant: str | None) ->
 @pytest.fixture(scope="session")
 def make_speech() -> Callable[..., tuple[np.ndarray, int]]:
     """Factory of cached espeak-ng utterances: (float32 wave, sr)."""
-    from voicelib import espeak
+    from voicelib.data import espeak
 
     if not espeak.is_available():
         pytest.skip("espeak-ng library (pip package espeakng-loader) is not available")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import soundfile as sf
 
-from voicelib.manifest import COLUMNS
+from voicelib.data.manifest import COLUMNS
 
 
 def check_wave(wave: np.ndarray, sr: int, *, rate: int, min_seconds: float = 0.5, max_seconds: float = 15.0) -> None:

@@ -9,12 +9,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from voicelib import train
-from voicelib.augment import AugmentConfig
-from voicelib.cache import AudioCache
-from voicelib.data import SegmentDataset, family_indices
-from voicelib.features import FeatureConfig
-from voicelib.model import ModelConfig, build_model, load_model
+from voicelib.audio.augment import AugmentConfig
+from voicelib.audio.cache import AudioCache
+from voicelib.audio.features import FeatureConfig
+from voicelib.data.dataset import SegmentDataset, family_indices
+from voicelib.model.config import ModelConfig
+from voicelib.model.registry import build_model
+from voicelib.model.saving import load_model
+from voicelib.training import train
 
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40, cmvn=False), family_head=True)
 SR = 16000
@@ -85,7 +87,7 @@ def test_one_family_in_training_turns_the_head_off(fam):
 
 
 def test_tiny_training_learns_the_family_head_and_detection_reports_it(trained, fam):
-    from voicelib.detect import Detector
+    from voicelib.scoring.detect import Detector
 
     model, meta = load_model(trained.model_dir)
     assert model.cfg.families == ("high", "low") and meta["training"]["loss_weights"]["family"] == 1.0
@@ -102,7 +104,7 @@ def test_tiny_training_learns_the_family_head_and_detection_reports_it(trained, 
 
 
 def test_family_distribution_is_null_without_the_head(trained, fam, tmp_path):
-    from voicelib.detect import Detector
+    from voicelib.scoring.detect import Detector
 
     cfg = train.TrainConfig(epochs=1, batch_size=8, seed=0)
     no_head = dataclasses.replace(TINY, family_head=False)
@@ -113,7 +115,8 @@ def test_family_distribution_is_null_without_the_head(trained, fam, tmp_path):
 
 
 def test_evaluation_writes_predicted_family_and_the_report_shows_the_confusion(trained, fam, tmp_path):
-    from voicelib import evaluate, plots, report
+    from voicelib.evaluation import evaluate
+    from voicelib.report import page, plots
 
     test = fam.assign(split=np.where(np.arange(len(fam)) % 4 == 0, "test", fam["split"]))
     result = evaluate.evaluate_run(trained.model_dir, test, out_dir=tmp_path, baselines=False, robust=False, n_boot=20)
@@ -124,5 +127,5 @@ def test_evaluation_writes_predicted_family_and_the_report_shows_the_confusion(t
     assert att["n_ai"] == int(ai.sum()) and sum(sum(v.values()) for v in att["counts"].values()) == att["n_ai"]
     assert 0.0 <= att["accuracy_known_families"] <= 1.0
     assert "family_confusion" in plots.evaluation_figures(scores, result)
-    html = report.evaluation_section(tmp_path)
+    html = page.evaluation_section(tmp_path)
     assert "family confusion" in html and "attribution (generator-family head" in html

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voicelib import audio
+from voicelib.audio import decode, dsp
 from voicelib.errors import AudioError
 
 
 def refused(path, *words: str, **options) -> AudioError:
     """Load `path`, expect AudioError naming the file and containing each word; return it."""
     with pytest.raises(AudioError) as info:
-        audio.load(path, **options)
+        decode.load(path, **options)
     message = str(info.value)
     assert str(path) in message and "\n" not in message
     for word in words:
@@ -76,7 +76,7 @@ def test_all_zero(tmp_path):
     path = tmp_path / "zeros.wav"
     sf.write(path, np.zeros(16000, np.float32), 16000)
     refused(path, "silent", "all zero", "allow_silent")
-    assert audio.load(path, allow_silent=True).shape == (16000,)
+    assert decode.load(path, allow_silent=True).shape == (16000,)
 
 
 def test_near_silent(tmp_path, make_noise):
@@ -89,7 +89,7 @@ def test_too_short(tmp_path, make_tone):
     path = tmp_path / "blip.wav"
     sf.write(path, make_tone(duration=0.1), 16000)
     refused(path, "shorter than min_duration")
-    assert len(audio.load(path, min_duration=0.05)) == 1600
+    assert len(decode.load(path, min_duration=0.05)) == 1600
 
 
 def test_too_long_is_refused_from_the_header(tmp_path, make_tone):
@@ -128,17 +128,17 @@ def test_ffmpeg_format_through_subprocess(tmp_path, monkeypatch, speech_file):
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     source = speech_file("speech.wav", sr=22050)
     path = source.rename(tmp_path / "clip.m4a")
-    wave = audio.load(path)
+    wave = decode.load(path)
     assert wave.dtype == np.float32 and abs(len(wave) / 16000 - sf.info(str(tmp_path / "clip.m4a")).duration) < 0.01
 
 
 def test_check_wave_arrays():
     with pytest.raises(AudioError, match="mono"):
-        audio.check_wave(np.zeros((2, 100), np.float32), 16000, name="x")
+        dsp.check_wave(np.zeros((2, 100), np.float32), 16000, name="x")
     with pytest.raises(AudioError, match="clip-7.*shorter"):
-        audio.check_wave(np.ones(100, np.float32), 16000, name="clip-7")
+        dsp.check_wave(np.ones(100, np.float32), 16000, name="clip-7")
     with pytest.raises(AudioError, match="infinite"):
-        audio.check_wave(np.full(16000, np.inf, np.float32), 16000)
+        dsp.check_wave(np.full(16000, np.inf, np.float32), 16000)
 
 
 # -- formats and rates ------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_check_wave_arrays():
 @pytest.mark.parametrize("name", ["s.wav", "s.flac", "s.mp3", "s.ogg", "s.opus"])
 def test_formats_round_trip(speech_file, speech, name):
     wave, sr = speech
-    loaded = audio.load(speech_file(name))
+    loaded = decode.load(speech_file(name))
     assert loaded.dtype == np.float32 and loaded.ndim == 1
     assert abs(len(loaded) - len(wave)) < 0.06 * sr
     assert 0.3 < np.abs(loaded).max() / np.abs(wave).max() < 1.5
@@ -156,14 +156,14 @@ def test_formats_round_trip(speech_file, speech, name):
 def test_resampling_on_load(tmp_path, make_tone, rate):
     path = tmp_path / f"tone{rate}.wav"
     sf.write(path, make_tone(440.0, duration=1.0, sr=rate), rate)
-    wave = audio.load(path, sr=16000)
+    wave = decode.load(path, sr=16000)
     assert abs(len(wave) - 16000) <= 1
     assert abs(dominant_hz(wave, 16000) - 440.0) < 2.0
-    assert len(audio.load(path, sr=None)) == rate
+    assert len(decode.load(path, sr=None)) == rate
 
 
 def test_info(speech_file):
-    meta = audio.info(speech_file("s.flac", sr=22050, channels=2))
+    meta = decode.info(speech_file("s.flac", sr=22050, channels=2))
     assert (meta.sample_rate, meta.channels, meta.format) == (22050, 2, "FLAC")
     assert meta.duration == pytest.approx(meta.frames / 22050)
 
@@ -172,14 +172,14 @@ def test_stereo_mixdown_is_the_mean(tmp_path, make_tone):
     left, right = make_tone(440.0), make_tone(660.0, amplitude=0.2)
     path = tmp_path / "stereo.wav"
     sf.write(path, np.stack([left, right], axis=1), 16000, subtype="FLOAT")
-    np.testing.assert_allclose(audio.load(path), (left + right) / 2, atol=1e-6)
+    np.testing.assert_allclose(decode.load(path), (left + right) / 2, atol=1e-6)
 
 
 def test_stereo_ignores_a_channel_40db_quieter(tmp_path, make_tone, make_noise):
     voice, hiss = make_tone(440.0), make_noise(amplitude=1e-4)
     path = tmp_path / "one-sided.wav"
     sf.write(path, np.stack([hiss, voice], axis=1), 16000, subtype="FLOAT")
-    np.testing.assert_allclose(audio.load(path), voice, atol=1e-6)  # not halved
+    np.testing.assert_allclose(decode.load(path), voice, atol=1e-6)  # not halved
 
 
 # -- processing -------------------------------------------------------------------------------
@@ -187,33 +187,33 @@ def test_stereo_ignores_a_channel_40db_quieter(tmp_path, make_tone, make_noise):
 def test_trim_silence_keeps_the_speech(speech):
     wave, sr = speech
     padded = np.concatenate([np.zeros(sr, np.float32), wave, np.zeros(sr, np.float32)])
-    trimmed = audio.trim_silence(padded, sr, top_db=40, pad=0.05)
+    trimmed = dsp.trim_silence(padded, sr, top_db=40, pad=0.05)
     loud = np.abs(padded) > 0.01 * np.abs(padded).max()
     assert np.count_nonzero(np.abs(trimmed) > 0.01 * np.abs(padded).max()) == np.count_nonzero(loud)
     assert len(trimmed) < len(wave) + 0.2 * sr  # the added 2 s of silence are gone, pads stay small
-    assert audio.trim_silence(np.zeros(sr, np.float32), sr).shape == (sr,)  # nothing to anchor on: unchanged
+    assert dsp.trim_silence(np.zeros(sr, np.float32), sr).shape == (sr,)  # nothing to anchor on: unchanged
 
 
 def test_trim_on_load(tmp_path, speech):
     wave, sr = speech
     path = tmp_path / "padded.wav"
     sf.write(path, np.concatenate([np.zeros(2 * sr, np.float32), wave]), sr, subtype="FLOAT")
-    assert len(audio.load(path, trim=True)) < len(wave) + 0.2 * sr
+    assert len(decode.load(path, trim=True)) < len(wave) + 0.2 * sr
 
 
 def test_normalize_loudness(make_tone):
     quiet = make_tone(amplitude=0.01)
-    out = audio.normalize_loudness(quiet, target_dbfs=-23.0)
+    out = dsp.normalize_loudness(quiet, target_dbfs=-23.0)
     assert 20 * np.log10(np.sqrt(np.mean(out.astype(np.float64) ** 2))) == pytest.approx(-23.0, abs=0.01)
     spiky = np.zeros(16000, np.float32)
     spiky[::1000] = 0.5
-    assert np.abs(audio.normalize_loudness(spiky, target_dbfs=-3.0)).max() <= 0.99 + 1e-6
+    assert np.abs(dsp.normalize_loudness(spiky, target_dbfs=-3.0)).max() <= 0.99 + 1e-6
 
 
 def test_load_normalize(tmp_path, make_tone):
     path = tmp_path / "quiet.wav"
     sf.write(path, make_tone(amplitude=0.01), 16000)
-    wave = audio.load(path, normalize=True)
+    wave = decode.load(path, normalize=True)
     assert 20 * np.log10(np.sqrt(np.mean(wave.astype(np.float64) ** 2))) == pytest.approx(-23.0, abs=0.1)
 
 
@@ -222,37 +222,37 @@ def test_load_normalize(tmp_path, make_tone):
 @pytest.mark.parametrize("name", ["out.wav", "out.flac", "out.mp3", "out.ogg"])
 def test_save_round_trip(tmp_path, speech, name):
     wave, sr = speech
-    path = audio.save(tmp_path / name, wave, sr)
-    assert abs(len(audio.load(path)) - len(wave)) < 0.06 * sr
+    path = decode.save(tmp_path / name, wave, sr)
+    assert abs(len(decode.load(path)) - len(wave)) < 0.06 * sr
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left behind
 
 
 def test_save_refuses_to_overwrite_when_asked(tmp_path, make_tone):
-    path = audio.save(tmp_path / "a.wav", make_tone(), 16000)
+    path = decode.save(tmp_path / "a.wav", make_tone(), 16000)
     before = path.read_bytes()
     with pytest.raises(FileExistsError, match="a.wav"):
-        audio.save(path, make_tone(880.0), 16000, overwrite=False)
+        decode.save(path, make_tone(880.0), 16000, overwrite=False)
     assert path.read_bytes() == before
 
 
 def test_save_rejects_bad_input(tmp_path, make_tone):
     with pytest.raises(ValueError, match="format"):
-        audio.save(tmp_path / "a.xyz", make_tone(), 16000)
+        decode.save(tmp_path / "a.xyz", make_tone(), 16000)
     with pytest.raises(ValueError, match="mono"):
-        audio.save(tmp_path / "a.wav", np.zeros((100, 2), np.float32), 16000)
+        decode.save(tmp_path / "a.wav", np.zeros((100, 2), np.float32), 16000)
 
 
 def test_codec_bytes_round_trip(speech):
     wave, sr = speech
-    small = audio.encode_bytes(wave, sr, format="mp3", compression_level=1.0)
-    large = audio.encode_bytes(wave, sr, format="mp3", compression_level=0.0)
+    small = decode.encode_bytes(wave, sr, format="mp3", compression_level=1.0)
+    large = decode.encode_bytes(wave, sr, format="mp3", compression_level=0.0)
     assert len(small) < len(large)
     for rate, kbps in [(16000, 32), (44100, 128)]:
-        data = audio.encode_bytes(np.resize(wave, 3 * rate), rate, format="mp3", bitrate_kbps=kbps)
+        data = decode.encode_bytes(np.resize(wave, 3 * rate), rate, format="mp3", bitrate_kbps=kbps)
         assert len(data) * 8 / 3 / 1000 == pytest.approx(kbps, rel=0.1)
     with pytest.raises(ValueError, match="8..160"):
-        audio.encode_bytes(wave, sr, format="mp3", bitrate_kbps=320)
-    decoded = audio.decode_bytes(small, sr=sr, name="mem.mp3")
+        decode.encode_bytes(wave, sr, format="mp3", bitrate_kbps=320)
+    decoded = decode.decode_bytes(small, sr=sr, name="mem.mp3")
     assert abs(len(decoded) - len(wave)) < 0.06 * sr
     with pytest.raises(AudioError, match="mem.bin"):
-        audio.decode_bytes(b"not audio at all" * 10, name="mem.bin")
+        decode.decode_bytes(b"not audio at all" * 10, name="mem.bin")

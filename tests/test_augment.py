@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from voicelib import augment
-from voicelib.augment import AugmentConfig, Augmenter
+from voicelib.audio import augment
+from voicelib.audio.augment import AugmentConfig, Augmenter
 
 SR = 16000
 SAME_LENGTH = ["noise_floor", "gain", "pitch_shift", "reverb", "add_noise", "telephone", "codec"]

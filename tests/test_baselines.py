@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from voicelib import baselines
+from voicelib.evaluation import baselines
+from voicelib.model.gmm import LfccGmm
 
 SR = 16000
 
@@ -79,17 +80,17 @@ def test_lfcc_gmm_separates_tones_from_noise_on_held_out_clips(make_tone, make_n
 
     train_w, train_y = clips(0)
     test_w, test_y = clips(100)
-    gmm = baselines.LfccGmm(n_components=4, seed=0).fit(train_w, train_y)
+    gmm = LfccGmm(n_components=4, seed=0).fit(train_w, train_y)
     scores = gmm.score(test_w)
     assert scores.shape == (12,)
     assert scores[6:].min() > scores[:6].max()  # every noise clip scores above every tone clip
-    again = baselines.LfccGmm(n_components=4, seed=0).fit(train_w, train_y).score(test_w)
+    again = LfccGmm(n_components=4, seed=0).fit(train_w, train_y).score(test_w)
     np.testing.assert_allclose(scores, again)
 
 
 def test_lfcc_gmm_refuses_one_class(make_noise):
     with pytest.raises(ValueError, match="human and AI"):
-        baselines.LfccGmm(n_components=2).fit([make_noise(), make_noise(seed=1)], [1, 1])
+        LfccGmm(n_components=2).fit([make_noise(), make_noise(seed=1)], [1, 1])
 
 
 def test_lfcc_gmm_fits_clips_with_long_digital_silence(make_tone, make_noise):
@@ -98,7 +99,7 @@ def test_lfcc_gmm_fits_clips_with_long_digital_silence(make_tone, make_noise):
     silence = np.zeros(16000 * 2, dtype=np.float32)
     tones = [np.r_[silence, make_tone(float(f), duration=1.0), silence] for f in rng.uniform(200, 800, 6)]
     noises = [np.r_[silence, make_noise(duration=1.0, seed=s)] for s in range(6)]
-    gmm = baselines.LfccGmm(n_components=8, seed=0).fit(tones[:4] + noises[:4], [1] * 4 + [0] * 4)
+    gmm = LfccGmm(n_components=8, seed=0).fit(tones[:4] + noises[:4], [1] * 4 + [0] * 4)
     scores = gmm.score(tones[4:] + noises[4:])
     assert np.isfinite(scores).all()
     assert scores[:2].min() > scores[2:].max()
@@ -109,7 +110,7 @@ def test_lfcc_gmm_novelty_flags_a_kind_of_sound_neither_class_had(make_tone, mak
     rng = np.random.default_rng(4)
     human = [make_noise(duration=0.5, amplitude=float(rng.uniform(0.05, 0.3)), seed=s) for s in range(10)]
     ai = [make_tone(float(f), duration=0.5) for f in rng.uniform(200, 400, 6)]  # low tones only
-    gmm = baselines.LfccGmm(n_components=4, seed=0).fit(human[:6] + ai, [0] * 6 + [1] * 6)
+    gmm = LfccGmm(n_components=4, seed=0).fit(human[:6] + ai, [0] * 6 + [1] * 6)
     unheard = [make_tone(float(f), duration=0.5) + 0.2 * make_tone(float(3 * f), duration=0.5)
                for f in rng.uniform(2500, 3500, 4)]  # high harmonic tones: a family training never had
     novelty = gmm.novelty(human[6:] + unheard)

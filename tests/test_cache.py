@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from voicelib import audio
-from voicelib.cache import AudioCache
-from voicelib.data import SegmentDataset
+from voicelib.audio import decode
+from voicelib.audio.cache import AudioCache
+from voicelib.data.dataset import SegmentDataset
 
 
 def test_second_get_reads_the_cache_not_the_decoder(speech_file, tmp_path):
@@ -15,7 +15,7 @@ def test_second_get_reads_the_cache_not_the_decoder(speech_file, tmp_path):
     first = cache.get(path, "abc123")
     second = cache.get(path, "abc123")
     assert cache.decoded == 1
-    np.testing.assert_array_equal(np.asarray(second), audio.load(path, sr=16000))
+    np.testing.assert_array_equal(np.asarray(second), decode.load(path, sr=16000))
     assert isinstance(first, np.memmap) and not second.flags.writeable
     assert cache.path_for("abc123").is_file()
     assert AudioCache(tmp_path / "cache", 16000).warm([(str(path), "abc123")], progress=False) == 0

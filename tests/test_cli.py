@@ -79,8 +79,8 @@ def test_usage_errors_exit_2(audio_tree, model_dir, capsys):
 
 
 def test_models_list_promote_rollback(model_dir, tmp_path, capsys):
-    from voicelib import store
     from voicelib.__main__ import main
+    from voicelib.model import store
 
     root = tmp_path / "models"
     first = store.register(model_dir, root=root, language="telugu", promote=True)

@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from voicelib import cluster
-from voicelib import espeak as engine
+from voicelib.data import cluster
+from voicelib.data import espeak as engine
+from voicelib.data.sources import collect_all, synth
+from voicelib.data.sources.engines import ENGINES
 from voicelib.errors import DataError
-from voicelib.sources import collect_all, synth
-from voicelib.sources.engines import ENGINES
 
 distributed = pytest.importorskip("distributed")
 TEXTS = ["आज मौसम अच्छा है।", "कल बारिश होगी।", "चाय ठंडी हो गई।"]

@@ -14,9 +14,10 @@ import pytest
 import torch
 from test_train import TINY, toy_manifest
 
-from voicelib import data, distributed, train
-from voicelib.augment import AugmentConfig
-from voicelib.io import read_json
+from voicelib.audio.augment import AugmentConfig
+from voicelib.data import dataset
+from voicelib.files import read_json
+from voicelib.training import distributed, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,10 +32,10 @@ def _config(**fields) -> train.TrainConfig:
 
 
 def _torchrun(request: Path, *, nproc: int = 2, background: bool = False):
-    """torchrun (python -m torch.distributed.run) of voicelib.distributed on this machine."""
+    """torchrun (python -m torch.distributed.run) of voicelib.training.distributed on this machine."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "voicelib.distributed", str(request)]
+               "-m", "voicelib.training.distributed", str(request)]
     if background:
         return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
@@ -93,7 +94,7 @@ def test_an_interrupted_ddp_run_resumes_from_its_last_epoch(toy, tmp_path):
 
 def test_rank_batches_split_each_global_batch_of_the_balanced_sample():
     labels = np.array([0] * 30 + [1] * 6)
-    draw = lambda: data.balanced_sampler(labels, num_samples=20, seed=3)  # noqa: E731 - same seed each time
+    draw = lambda: dataset.balanced_sampler(labels, num_samples=20, seed=3)  # noqa: E731 - same seed each time
     alone = list(distributed.RankBatches(draw(), batch_size=8, drop_last=True, ctx=distributed.Context()))
     ranks = [list(distributed.RankBatches(draw(), batch_size=8, drop_last=True, ctx=distributed.Context(r, 2)))
              for r in range(2)]
@@ -108,8 +109,8 @@ def test_rank_batches_split_each_global_batch_of_the_balanced_sample():
 
 
 def test_a_run_directory_gives_the_stage_request(toy, tmp_path):
-    from voicelib import manifest
-    from voicelib.io import write_json
+    from voicelib.data import manifest
+    from voicelib.files import write_json
 
     run = tmp_path / "run"
     manifest.write_manifest(toy, run / "manifest.csv")

@@ -4,10 +4,21 @@ import json
 import numpy as np
 import pytest
 
-from voicelib import store
-from voicelib.detect import AI, HUMAN, INCONCLUSIVE, Detector, chunk_bounds, classify, detect_paths, expand_paths
 from voicelib.errors import AudioError, ModelError
-from voicelib.model import ModelConfig, build_model, load_model, save_model
+from voicelib.model import store
+from voicelib.model.config import ModelConfig
+from voicelib.model.registry import build_model
+from voicelib.model.saving import load_model, save_model
+from voicelib.scoring.detect import (
+    AI,
+    HUMAN,
+    INCONCLUSIVE,
+    Detector,
+    chunk_bounds,
+    classify,
+    detect_paths,
+    expand_paths,
+)
 
 SR = 16000
 
@@ -162,7 +173,7 @@ def test_store_language_lookup(tmp_path, tiny_model):
 def test_inference_copy_gives_the_same_outputs(tiny_model):
     import torch
 
-    from voicelib.detect import inference_copy
+    from voicelib.scoring.detect import inference_copy
 
     model, _ = load_model(tiny_model)
     gen = torch.Generator().manual_seed(0)

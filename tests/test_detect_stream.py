@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 from test_detect import save_tiny_model
 
-from voicelib import audio
-from voicelib.detect import Detector, chunk_bounds
+from voicelib.audio import decode
 from voicelib.errors import AudioError, AudioTooLong
-from voicelib.stream import WindowCutter
+from voicelib.scoring.detect import Detector, chunk_bounds
+from voicelib.scoring.stream import WindowCutter
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_max_duration_refuses_long_files_on_both_paths(tiny_model, tmp_path):
     with pytest.raises(AudioTooLong):
         det.score_stream(path)
     with pytest.raises(AudioTooLong):
-        list(audio.stream_blocks(path, max_duration=10.0))
+        list(decode.stream_blocks(path, max_duration=10.0))
     with pytest.raises(ValueError, match="max_duration"):
         Detector.load(tiny_model, max_duration=0)
 
@@ -96,9 +96,9 @@ def test_max_duration_refuses_long_files_on_both_paths(tiny_model, tmp_path):
 def test_audio_load_too_long_message_names_options_that_exist(tmp_path):
     path = _noise_file(tmp_path / "a.wav", duration=3.0, sr=SR)
     with pytest.raises(AudioTooLong, match="--max-duration") as info:
-        audio.load(path, max_duration=2.0)
+        decode.load(path, max_duration=2.0)
     assert "raise max_duration" not in str(info.value)
-    assert audio.load(path, max_duration=None).size == 3 * SR
+    assert decode.load(path, max_duration=None).size == 3 * SR
 
 
 def test_cli_max_duration(tiny_model, tmp_path):

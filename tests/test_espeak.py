@@ -1,4 +1,4 @@
-"""Tests for voicelib.espeak: the five languages speak, options change the voice, output is repeatable."""
+"""Tests for voicelib.data.espeak: the five languages speak, options change the voice, output is repeatable."""
 from __future__ import annotations
 
 import threading
@@ -7,7 +7,7 @@ import librosa
 import numpy as np
 import pytest
 
-from voicelib import espeak
+from voicelib.data import espeak
 from voicelib.errors import SourceUnavailable
 
 pytestmark = pytest.mark.skipif(not espeak.is_available(), reason="espeak-ng library not available")

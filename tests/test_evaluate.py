@@ -7,7 +7,9 @@ import pytest
 import soundfile as sf
 
 from tests.test_detect import save_tiny_model
-from voicelib import evaluate, metrics, plots
+from voicelib import metrics
+from voicelib.evaluation import evaluate
+from voicelib.report import plots
 
 SR = 16000
 

@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from voicelib import export
-from voicelib.features import FeatureConfig
+from voicelib.audio.features import FeatureConfig
 from voicelib.metrics import eer
-from voicelib.model import ModelConfig, build_model, save_model
+from voicelib.model import export
+from voicelib.model.config import ModelConfig
+from voicelib.model.registry import build_model
+from voicelib.model.saving import save_model
 
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
 

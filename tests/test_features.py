@@ -1,4 +1,4 @@
-"""Tests for voicelib.features: shapes, batching, agreement with librosa, LFCC maths, config round-trip."""
+"""Tests for voicelib.audio.features: shapes, batching, agreement with librosa, LFCC maths, config round-trip."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,8 +9,8 @@ import pytest
 import scipy.fft
 import torch
 
-from voicelib import audio, features
-from voicelib.features import LFCC, FeatureConfig, LogMel
+from voicelib.audio import decode, features
+from voicelib.audio.features import LFCC, FeatureConfig, LogMel
 
 CFG = FeatureConfig()
 
@@ -72,7 +72,7 @@ def test_power_mel_matches_librosa_on_espeak(speech):
 
 def test_power_mel_matches_librosa_on_real_speech(shared_speech):
     path = sorted((shared_speech / "hindi" / "human").glob("*.flac"))[0]
-    assert_matches_librosa(audio.load(path))
+    assert_matches_librosa(decode.load(path))
 
 
 def test_tone_lands_in_the_right_mel_band(make_tone):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from voicelib import features
-from voicelib.features import KINDS, FeatureConfig, frontend, n_bins
-from voicelib.model import ModelConfig
+from voicelib.audio import features
+from voicelib.audio.features import KINDS, FeatureConfig, frontend, n_bins
+from voicelib.model.config import ModelConfig
 
 SR = 16000
 

@@ -10,10 +10,11 @@ import soundfile as sf
 
 from tests.test_cli import run_cli
 from tests.test_detect import save_tiny_model
-from voicelib import fusion, metrics
-from voicelib.baselines import LfccGmm
-from voicelib.detect import Detector
+from voicelib import metrics
 from voicelib.errors import DataError, ModelError
+from voicelib.model.gmm import LfccGmm
+from voicelib.scoring import fusion
+from voicelib.scoring.detect import Detector
 
 SR = 16000
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -137,7 +138,8 @@ def test_detect_cli_takes_an_ensemble_dir_and_repeated_models(setup):
 
 
 def test_store_versions_make_an_ensemble_and_a_fused_dir_evaluates_like_a_model(setup, tmp_path):
-    from voicelib import evaluate, store
+    from voicelib.evaluation import evaluate
+    from voicelib.model import store
 
     root, manifest, members = setup
     with pytest.raises(ModelError, match="needs 2 or more"):

@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from voicelib.features import KINDS, FeatureConfig, frontend, n_bins
-from voicelib.lcnn import LCNNConfig, LCNNDetector, build_lcnn
-from voicelib.model import ModelConfig, count_parameters
+from voicelib.audio.features import KINDS, FeatureConfig, frontend, n_bins
+from voicelib.model.config import ModelConfig
+from voicelib.model.lcnn import LCNNConfig, LCNNDetector, build_lcnn
+from voicelib.model.registry import count_parameters
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

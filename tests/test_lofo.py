@@ -8,10 +8,12 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from voicelib import lofo, metrics, train
-from voicelib.augment import AugmentConfig
-from voicelib.features import FeatureConfig
-from voicelib.model import ModelConfig
+from voicelib import metrics
+from voicelib.audio.augment import AugmentConfig
+from voicelib.audio.features import FeatureConfig
+from voicelib.evaluation import lofo
+from voicelib.model.config import ModelConfig
+from voicelib.training import train
 
 SR = 16000
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40, cmvn=False))

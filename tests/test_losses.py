@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from voicelib.losses import BinaryCrossEntropy, OCSoftmax, build_loss
 from voicelib.metrics import eer
+from voicelib.training.losses import BinaryCrossEntropy, OCSoftmax, build_loss
 
 
 def _clusters(n: int = 64, dim: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +75,7 @@ def test_build_loss_and_bad_input():
 
 
 def test_ocsoftmax_head_replaces_the_models_ai_head_and_from_score_is_the_same_loss():
-    from voicelib.lcnn import LCNNConfig, build_lcnn
+    from voicelib.model.lcnn import LCNNConfig, build_lcnn
 
     torch.manual_seed(0)
     model = build_lcnn(LCNNConfig(width=8, dropout=0.0), seed=0).eval()

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from voicelib import manifest
+from voicelib.data import manifest
 from voicelib.errors import DataError, LeakageError
 
 

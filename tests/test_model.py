@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from voicelib.features import FeatureConfig
-from voicelib.model import ModelConfig, build_model, count_parameters
+from voicelib.audio.features import FeatureConfig
+from voicelib.model.config import ModelConfig
+from voicelib.model.registry import build_model, count_parameters
 
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
 

@@ -10,7 +10,7 @@ import papermill
 import pytest
 
 import run_pipeline
-from voicelib import checks
+from voicelib.stages import checks
 
 NOTEBOOKS = [run_pipeline.NOTEBOOKS / f"{stage}.ipynb" for stage in run_pipeline.STAGES]
 FORBIDDEN = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.For, ast.AsyncFor, ast.While,
@@ -81,8 +81,8 @@ def test_last_section_is_checks_of_named_voicelib_functions(notebook) -> None:
             call = statement.value if isinstance(statement, ast.Expr) else None
             func = getattr(call, "func", None)
             assert isinstance(func, ast.Attribute) and getattr(func.value, "id", None) == "checks", (
-                f"{path.name}: checks cell line {ast.unparse(statement)[:60]!r} is not a call of voicelib.checks")
-            assert callable(getattr(checks, func.attr, None)), f"{path.name}: voicelib.checks has no {func.attr}"
+                f"{path.name}: checks cell line {ast.unparse(statement)[:50]!r} is not a checks call")
+            assert callable(getattr(checks, func.attr, None)), f"{path.name}: voicelib.stages.checks has no {func.attr}"
 
 
 def test_every_parameter_is_known_to_the_runner_validation() -> None:

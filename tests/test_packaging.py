@@ -27,7 +27,8 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_carries_the_package_data(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"voicelib/texts/hi.txt", "voicelib/texts/en.txt", "voicelib/runner.py"} <= set(names)
+    assert {"voicelib/data/texts/hi.txt", "voicelib/data/texts/en.txt", "voicelib/stages/runner.py",
+            "voicelib/serve/web/index.html"} <= set(names)
     assert not any(n.startswith(("notebooks/", "tests/", "bench/")) for n in names)
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     for needed in ("papermill", "nbconvert", "nbformat", "ipykernel", "torch==2.13.0"):

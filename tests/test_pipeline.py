@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 import run_pipeline
-from voicelib import params as P
-from voicelib import refit, runner
+from voicelib.stages import final_fit, runner
+from voicelib.stages import params as P
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = run_pipeline.STAGES
@@ -171,7 +171,7 @@ def test_select_stages_and_names() -> None:
 
 def _speech_root(tmp_path: Path) -> Path:
     """A tiny local corpus in the <root>/<language>/{human,ai} layout: espeak voices standing in for both."""
-    espeak = pytest.importorskip("voicelib.espeak")
+    espeak = pytest.importorskip("voicelib.data.espeak")
     import soundfile as sf
 
     root = tmp_path / "speech"
@@ -204,7 +204,7 @@ def test_smoke_end_to_end_twice_gives_the_same_metrics(tmp_path: Path) -> None:
     root = _speech_root(tmp_path)
     run_dir, result = _smoke(tmp_path, root, "smoke")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "voicelib.train: epoch 1/1: train loss" in result.stdout  # training progress on the terminal
+    assert "voicelib.training.train: epoch 1/1: train loss" in result.stdout  # training progress on the terminal
     for stage in STAGES:
         assert (run_dir / f"{stage}.html").is_file(), stage
     assert "epoch 1/1: train loss" in (run_dir / "03_finetune.html").read_text()  # the same lines in the HTML
@@ -220,7 +220,7 @@ def test_smoke_end_to_end_twice_gives_the_same_metrics(tmp_path: Path) -> None:
     manifest = pd.read_csv(run_dir / "manifest.csv")
     assert final["enabled"] and final["n_clips"] == manifest["split"].isin(["train", "val", "test"]).sum()
     shipped = json.loads((Path(final["store_entry"]) / "config.json").read_text())
-    assert shipped["threshold"] == final["operating_point"]["threshold"] == refit.heldout_operating_point(run_dir)[
+    assert shipped["threshold"] == final["operating_point"]["threshold"] == final_fit.heldout_operating_point(run_dir)[
         "threshold"]  # from the evaluated model's validation and test scores
     assert "Which model is which" in index and "refitted on all" in index
 

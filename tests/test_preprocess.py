@@ -6,9 +6,9 @@ import logging
 import numpy as np
 import pytest
 
-from voicelib import preprocess
-from voicelib.baselines import shortcut_features
-from voicelib.preprocess import PreprocessConfig, prepare
+from voicelib.audio import preprocess
+from voicelib.audio.preprocess import PreprocessConfig, prepare
+from voicelib.evaluation.baselines import shortcut_features
 
 SR = 16000
 
@@ -51,7 +51,7 @@ def test_silence_or_too_short_speech_falls_back_to_the_untrimmed_wave(make_noise
     quiet = np.zeros(SR, np.float32)
     quiet[8000:8100] = 0.5  # a click: far shorter than min_seconds
     cfg = PreprocessConfig(vad_backend="energy", loudness_dbfs=None, dither_dbfs=None)
-    with caplog.at_level(logging.DEBUG, logger="voicelib.preprocess"):
+    with caplog.at_level(logging.DEBUG, logger="voicelib.audio.preprocess"):
         out = prepare(quiet, SR, cfg)
     np.testing.assert_array_equal(out, quiet)
     assert "untrimmed" in caplog.text
@@ -102,7 +102,7 @@ def test_energy_fallback_warns_once_when_silero_is_missing(monkeypatch, caplog, 
     monkeypatch.setattr(preprocess, "_SESSION", None)
     monkeypatch.setattr(preprocess, "_WARNED", False)
     monkeypatch.setattr(preprocess, "silero_model_path", lambda: None)
-    with caplog.at_level(logging.WARNING, logger="voicelib.preprocess"):
+    with caplog.at_level(logging.WARNING, logger="voicelib.audio.preprocess"):
         prepare(_padded(speech[0]), SR)
         prepare(_padded(speech[0]), SR)
     assert caplog.text.count("energy VAD") == 1

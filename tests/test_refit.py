@@ -8,10 +8,14 @@ import pandas as pd
 import pytest
 from test_lofo import BUDGET, TINY, split_manifest
 
-from voicelib import checks, evaluate, metrics, refit, store, train
-from voicelib.augment import AugmentConfig
-from voicelib.detect import Detector
-from voicelib.io import write_json
+from voicelib import metrics
+from voicelib.audio.augment import AugmentConfig
+from voicelib.evaluation import evaluate
+from voicelib.files import write_json
+from voicelib.model import store
+from voicelib.scoring.detect import Detector
+from voicelib.stages import checks, final_fit
+from voicelib.training import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -31,7 +35,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_the_operating_point_comes_from_the_evaluated_models_held_out_scores(run_dir):
-    point = refit.heldout_operating_point(run_dir)
+    point = final_fit.heldout_operating_point(run_dir)
     scores = pd.concat([pd.read_csv(run_dir / "val_scores.csv"), pd.read_csv(run_dir / "scores.csv")])
     y = (scores["label"] == "ai").astype(int)
     rate, threshold = metrics.eer(y, scores["ai_logit"])
@@ -45,20 +49,20 @@ def test_the_operating_point_comes_from_the_evaluated_models_held_out_scores(run
 def test_too_few_held_out_clips_are_not_calibrated_and_one_class_is_refused(tmp_path):
     pd.DataFrame({"label": ["human"] * 3 + ["ai"] * 3, "ai_logit": [-2, -1, 0.5, 0, 1, 2]}).to_csv(
         tmp_path / "scores.csv")
-    point = refit.heldout_operating_point(tmp_path)
+    point = final_fit.heldout_operating_point(tmp_path)
     assert point["calibration"] == {"a": 1.0, "b": 0.0} and "not calibrated" in point["calibration_refused"]
     pd.DataFrame({"label": ["ai", "ai"], "ai_logit": [0, 1]}).to_csv(tmp_path / "scores.csv")
     with pytest.raises(ValueError, match="both classes"):
-        refit.heldout_operating_point(tmp_path)
+        final_fit.heldout_operating_point(tmp_path)
     with pytest.raises(FileNotFoundError, match="run the evaluation stage"):
-        refit.heldout_operating_point(tmp_path / "nothing")
+        final_fit.heldout_operating_point(tmp_path / "nothing")
 
 
 def test_the_final_model_trains_on_every_clip_and_ships_the_held_out_threshold(run_dir, tmp_path):
     split = pd.read_csv(run_dir / "manifest.csv")
-    info = refit.run_stage(run_dir, split, enabled=True, models_root=tmp_path / "models", language="english",
+    info = final_fit.run_stage(run_dir, split, enabled=True, models_root=tmp_path / "models", language="english",
                            promote=True, cache_dir=run_dir / "cache")
-    point = refit.heldout_operating_point(run_dir)
+    point = final_fit.heldout_operating_point(run_dir)
     assert info["shipped"] == "final" and info["n_clips"] == len(split) == 60
     entry = info["store_entry"]
     assert store.list_models(tmp_path / "models", "english") == [Path(entry).name]
@@ -77,7 +81,7 @@ def test_the_final_model_trains_on_every_clip_and_ships_the_held_out_threshold(r
     det = Detector.load(entry, backend="torch")
     assert det.threshold == pytest.approx(float(metrics.apply_platt(point["threshold"], **point["calibration"])))
     assert checks.final_model_consistent(run_dir).startswith(Path(entry).name)
-    which = refit.which_model_table(run_dir)
+    which = final_fit.which_model_table(run_dir)
     assert list(which["model"]) == ["evaluated", "final (shipped)"] and "all 60 clips" in which["trained on"].iloc[1]
 
 
@@ -97,9 +101,9 @@ def test_a_tampered_final_model_fails_the_check(run_dir, tmp_path):
 
 def test_without_the_final_fit_the_evaluated_model_is_shipped(run_dir, tmp_path):
     (tmp_path / "train.json").write_text((run_dir / "train.json").read_text())
-    info = refit.run_stage(tmp_path, pd.DataFrame(), enabled=False, models_root=tmp_path / "models",
+    info = final_fit.run_stage(tmp_path, pd.DataFrame(), enabled=False, models_root=tmp_path / "models",
                            language="english", promote=True)
     assert info["shipped"] == "evaluated" and info["store_entry"] == "models/english/evaluated"
     assert json.loads((tmp_path / "final.json").read_text())["enabled"] is False
-    assert not (tmp_path / "models").exists() and len(refit.which_model_table(tmp_path)) == 1
+    assert not (tmp_path / "models").exists() and len(final_fit.which_model_table(tmp_path)) == 1
     assert checks.final_model_consistent(tmp_path).startswith("final_fit=False")

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from voicelib import plots, report
+from voicelib.report import page as report_page
+from voicelib.report import plots
 
 
 def _clip(path: Path, freq: float, seconds: float, seed: int) -> Path:
@@ -36,7 +37,7 @@ def run_dir(tmp_path: Path) -> Path:
                      "split": ["train", "val", "test", "test"][i % 4]})
     run.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(run / "manifest.csv", index=False)
-    report.save_data_summary(pd.DataFrame(rows), run / "data_summary.json", notes=["gtts unreachable: 3 texts"])
+    report_page.save_data_summary(pd.DataFrame(rows), run / "data_summary.json", notes=["gtts unreachable: 3 texts"])
     before, after = rows[0]["path"], rows[1]["path"]
     (run / "augment").mkdir()
     (run / "augment" / "augment.json").write_text(json.dumps({"config": {"p_gain": 0.5, "snr_db": [5, 40]}, "seed": 0,
@@ -66,7 +67,7 @@ def run_dir(tmp_path: Path) -> Path:
 
 def test_data_tables_count_and_minutes(run_dir: Path) -> None:
     df = pd.read_csv(run_dir / "manifest.csv")
-    tables = report.data_tables(df)
+    tables = report_page.data_tables(df)
     by_class = tables["label"].set_index("label")
     assert by_class.loc["ai", "clips"] == 4 and by_class.loc["human", "clips"] == 8
     assert by_class["minutes"].sum() == pytest.approx(df["duration"].sum() / 60, abs=0.01)
@@ -79,16 +80,16 @@ def test_data_tables_count_and_minutes(run_dir: Path) -> None:
 
 def test_pick_examples_prefers_test_split_and_both_classes(run_dir: Path) -> None:
     df = pd.read_csv(run_dir / "manifest.csv")
-    picked = report.pick_examples(df, per_class=2, seed=0)
+    picked = report_page.pick_examples(df, per_class=2, seed=0)
     assert set(picked["label"]) == {"ai", "human"} and (picked["split"] == "test").all()
     assert len(picked) == 4 and (picked.groupby("label")["speaker"].nunique() == 2).all()
     only_train = df[(df["label"] == "human") | (df["split"] == "train")]
-    assert set(report.pick_examples(only_train, per_class=1)["label"]) == {"ai", "human"}
+    assert set(report_page.pick_examples(only_train, per_class=1)["label"]) == {"ai", "human"}
 
 
 def test_audio_tag_is_short_inline_wav(run_dir: Path) -> None:
     path = pd.read_csv(run_dir / "manifest.csv")["path"].iloc[3]  # 2.5 s clip
-    tag = report.audio_tag(path, seconds=1.0)
+    tag = report_page.audio_tag(path, seconds=1.0)
     data = re.search(r'base64,([^"]+)"', tag).group(1)
     import base64
     import io
@@ -97,7 +98,7 @@ def test_audio_tag_is_short_inline_wav(run_dir: Path) -> None:
 
 
 def test_write_index_is_self_contained(run_dir: Path) -> None:
-    page = report.write_index(run_dir).read_text()
+    page = report_page.write_index(run_dir).read_text()
     sections = [m for m in re.findall(r'<section id="([^"]+)"', page)]
     assert sections == ["data", "augmentation", "training", "evaluation", "model-card", "environment"]
     assert "could not be built" not in page
@@ -114,8 +115,8 @@ def test_write_index_is_self_contained(run_dir: Path) -> None:
 
 def test_a_failing_section_fails_the_report_but_the_page_is_written(run_dir: Path) -> None:
     (run_dir / "scores.csv").write_text("not,a\nscores,table\n")
-    with pytest.raises(report.ReportError, match="section.*failed: Evaluation"):
-        report.write_index(run_dir)
+    with pytest.raises(report_page.ReportError, match="section.*failed: Evaluation"):
+        report_page.write_index(run_dir)
     page = (run_dir / "index.html").read_text()
     assert "This section could not be built" in page and '<section id="environment">' in page
 
@@ -125,7 +126,7 @@ def test_write_index_reports_missing_stages(tmp_path: Path) -> None:
     run.mkdir()
     (run / "stages.json").write_text(json.dumps({"stages": {"03_finetune": {"status": "failed",
                                                                              "error": "stage 03 failed at cell 4"}}}))
-    page = report.write_index(run).read_text()
+    page = report_page.write_index(run).read_text()
     assert "No manifest.csv" in page and "No metrics.json" in page and "failed at cell 4" in page
 
 
@@ -134,7 +135,7 @@ def test_training_curves_and_nested_tables() -> None:
     fig = plots.training_curves(history)
     assert [ax.get_title() for ax in fig.axes] == ["loss", "validation"]
     assert len(fig.axes[0].lines) == 1 and len(fig.axes[1].lines) == 1
-    html = report.nested_html({"eer": 0.1, "per_language": {"hindi": {"eer": 0.1}, "tamil": {"eer": 0.3}}})
+    html = report_page.nested_html({"eer": 0.1, "per_language": {"hindi": {"eer": 0.1}, "tamil": {"eer": 0.3}}})
     assert "per language" in html and "tamil" in html
 
 
@@ -149,7 +150,7 @@ def test_leave_one_family_out_and_the_final_fit_are_on_the_page(run_dir: Path) -
     (run_dir / "final.json").write_text(json.dumps({
         "enabled": True, "shipped": "final", "store_entry": "models/hindi/20260101-000100", "promoted": True,
         "n_clips": 12, "epochs": 3, "operating_point": {"threshold": 0.2, "n_clips": 8}}))
-    page = report.write_index(run_dir).read_text()
+    page = report_page.write_index(run_dir).read_text()
     assert "leave-one-family-out EER<b>25.0%</b>" in page and "LFCC-GMM 40.0%, fused 20.0%" in page
     assert "trained without each AI family, all its clips scored" in page and "mean over families" in page
     assert "Shipped model: 20260101-000100, refitted on all 12 clips" in page

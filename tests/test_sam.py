@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from voicelib.sam import SAM, frozen_bn_stats
+from voicelib.training.sam import SAM, frozen_bn_stats
 
 
 def _problem(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

@@ -16,10 +16,10 @@ import pytest
 import soundfile as sf
 from test_detect import save_tiny_model
 
-from voicelib import store
-from voicelib.detect import Detector
-from voicelib.serve import key_ok, read_api_keys
-from voicelib.serve_shapes import explain
+from voicelib.model import store
+from voicelib.scoring.detect import Detector
+from voicelib.serve.app import key_ok, read_api_keys
+from voicelib.serve.shapes import explain
 
 SR = 16000
 KEYS = ("key-one-0123456789", "key-two-abcdefghij")

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from voicelib import espeak as engine
-from voicelib import manifest
+from voicelib.data import espeak as engine
+from voicelib.data import manifest
+from voicelib.data.sources import collect_all
 from voicelib.errors import DataError
-from voicelib.sources import collect_all
 
 pytestmark = pytest.mark.skipif(not engine.is_available(), reason="espeak-ng (espeakng-loader) is not available")
 TEXTS = ["आज मौसम अच्छा है।", "कल बारिश होगी।", "हम बाज़ार जा रहे हैं।", "चाय ठंडी हो गई।"]

@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
+from voicelib.data.sources import edge, online
 from voicelib.errors import SourceUnavailable
-from voicelib.sources import edge, online
 
 
 def _closed_port() -> int:

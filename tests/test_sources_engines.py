@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from voicelib import __main__ as cli
-from voicelib import manifest, sources
-from voicelib.sources import collect_all, engines, kokoro, online
+from voicelib.data import manifest, sources
+from voicelib.data.sources import collect_all, engines, kokoro, online
 
 
 def test_registry_names_family_languages_and_availability():

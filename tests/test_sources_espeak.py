@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from voicelib import espeak as engine
-from voicelib.manifest import COLUMNS
-from voicelib.sources import espeak
+from voicelib.data import espeak as engine
+from voicelib.data.manifest import COLUMNS
+from voicelib.data.sources import espeak
 
 pytestmark = pytest.mark.skipif(not engine.is_available(), reason="espeak-ng (espeakng-loader) is not available")
 TEXTS = ["आज मौसम अच्छा है।", "कल बारिश होगी।", "हम बाज़ार जा रहे हैं।"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from engine_checks import check_rows, check_wave
 
+from voicelib.data.sources import festival, festival_hts
 from voicelib.errors import SourceUnavailable
-from voicelib.sources import festival, festival_hts
 
 needs = pytest.mark.skipif(not festival.available("hindi")[0], reason="festival festvox-hi-nsk not installed (.ci/run)")
 

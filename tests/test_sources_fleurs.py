@@ -10,8 +10,8 @@ import threading
 import pytest
 import soundfile as sf
 
-from voicelib import espeak as engine
-from voicelib.sources import fleurs
+from voicelib.data import espeak as engine
+from voicelib.data.sources import fleurs
 
 pytestmark = pytest.mark.skipif(not engine.is_available(), reason="espeak-ng (espeakng-loader) is not available")
 SENTENCES = {"101": "आज मौसम अच्छा है।", "102": "कल बारिश होगी।", "103": "हम घर जा रहे हैं।"}

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from engine_checks import check_rows, check_wave
 
+from voicelib.data.sources import flite, pico
 from voicelib.errors import SourceUnavailable
-from voicelib.sources import flite, pico
 
 
 def test_flite_speaks_english(tmp_path, sample_texts):

@@ -6,7 +6,7 @@ import os
 import pandas as pd
 import pytest
 
-from voicelib.sources import folder
+from voicelib.data.sources import folder
 
 
 def _snapshot(root):

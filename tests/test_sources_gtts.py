@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voicelib import espeak as engine
+from voicelib.data import espeak as engine
+from voicelib.data.sources import collect_all, gtts, online
 from voicelib.errors import SourceUnavailable
-from voicelib.sources import collect_all, gtts, online
 
 pytestmark = pytest.mark.skipif(not engine.is_available(), reason="espeak-ng (espeakng-loader) is not available")
 TEXTS = ["आज मौसम अच्छा है।", "कल बारिश होगी।"]

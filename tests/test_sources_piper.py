@@ -15,8 +15,8 @@ from engine_checks import check_rows
 from hub_standin import Hub as _Hub
 from hub_standin import serve
 
+from voicelib.data.sources import collect_all, online, piper
 from voicelib.errors import SourceUnavailable
-from voicelib.sources import collect_all, online, piper
 
 pytestmark = pytest.mark.skipif(not piper.available()[0], reason="piper-tts not installed")
 onnx = pytest.importorskip("onnx")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from voicelib.sources.clips import TEXTS_DIR, choose_texts, prompts
+from voicelib.data.sources.clips import TEXTS_DIR, choose_texts, prompts
 
 SCRIPTS = {"hi": (0x0900, 0x097F), "ta": (0x0B80, 0x0BFF), "ml": (0x0D00, 0x0D7F), "te": (0x0C00, 0x0C7F)}
 

@@ -6,9 +6,9 @@ import pytest
 import soundfile as sf
 from engine_checks import check_rows, check_wave
 
-from voicelib import manifest
-from voicelib.sources import codec2, collect_all, griffinlim, mlsa, vocode, world
-from voicelib.sources.engines import ENGINES
+from voicelib.data import manifest
+from voicelib.data.sources import codec2, collect_all, griffinlim, mlsa, vocode, world
+from voicelib.data.sources.engines import ENGINES
 
 
 @pytest.fixture

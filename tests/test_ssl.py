@@ -13,9 +13,9 @@ import torch
 
 pytest.importorskip("transformers", reason="optional: pip install transformers==5.17.0")
 
-from voicelib import ssl_frontend  # noqa: E402
 from voicelib.errors import ModelError, SourceUnavailable  # noqa: E402
-from voicelib.ssl_frontend import SSLConfig, SSLDetector  # noqa: E402
+from voicelib.model import ssl  # noqa: E402
+from voicelib.model.ssl import SSLConfig, SSLDetector  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = "tiny/wav2vec2"
@@ -109,7 +109,7 @@ def test_from_pretrained_downloads_the_weights_and_loads_them(tmp_path, hub):
     model = SSLDetector.from_pretrained(cfg, endpoint=hub, cache_dir=tmp_path / "cache", retries=0)
     reference = _tiny_encoder(seed=1).state_dict()
     assert all(torch.equal(v, model.encoder.state_dict()[k]) for k, v in reference.items())
-    local = ssl_frontend.download(REPO, endpoint=hub, cache_dir=tmp_path / "cache", retries=0)
+    local = ssl.download(REPO, endpoint=hub, cache_dir=tmp_path / "cache", retries=0)
     assert (Path(local) / "config.json").is_file()
     again = SSLDetector.from_pretrained(SSLConfig(model_name=str(local), projection=8))  # a folder: no network
     assert type(again.encoder).__name__ == "Wav2Vec2Model"
@@ -118,12 +118,12 @@ def test_from_pretrained_downloads_the_weights_and_loads_them(tmp_path, hub):
 def test_missing_weights_and_unreachable_hub_say_what_to_do(tmp_path, hub):
     _Hub.files.pop("model.safetensors")
     with pytest.raises(ModelError, match="none of model.safetensors, pytorch_model.bin"):
-        ssl_frontend.download(REPO, endpoint=hub, cache_dir=tmp_path / "c1", retries=0)
+        ssl.download(REPO, endpoint=hub, cache_dir=tmp_path / "c1", retries=0)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(SourceUnavailable, match=f"cannot download {REPO}: no network; ") as info:
-        ssl_frontend.download(REPO, endpoint=f"http://127.0.0.1:{port}", cache_dir=tmp_path / "c2", retries=0,
+        ssl.download(REPO, endpoint=f"http://127.0.0.1:{port}", cache_dir=tmp_path / "c2", retries=0,
                               timeout=2)
     assert "\n" not in str(info.value) and "--local-dir" in str(info.value)
 
@@ -140,4 +140,4 @@ def test_missing_transformers_says_how_to_install(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(ModelError, match="pip install transformers==5.17.0"):
-        ssl_frontend.require_transformers()
+        ssl.require_transformers()

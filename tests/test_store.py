@@ -7,10 +7,12 @@ import pickle
 import pytest
 import torch
 
-from voicelib import store
+from voicelib.audio.features import FeatureConfig
 from voicelib.errors import ModelError
-from voicelib.features import FeatureConfig
-from voicelib.model import ModelConfig, build_model, load_model, save_model
+from voicelib.model import store
+from voicelib.model.config import ModelConfig
+from voicelib.model.registry import build_model
+from voicelib.model.saving import load_model, save_model
 
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
 

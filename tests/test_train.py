@@ -8,14 +8,14 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from voicelib import train
-from voicelib.augment import AugmentConfig
-from voicelib.cache import AudioCache
-from voicelib.data import SegmentDataset
+from voicelib.audio.augment import AugmentConfig
+from voicelib.audio.cache import AudioCache
+from voicelib.audio.features import FeatureConfig
+from voicelib.data.dataset import SegmentDataset
 from voicelib.errors import DataError
-from voicelib.features import FeatureConfig
-from voicelib.io import read_json
-from voicelib.model import ModelConfig
+from voicelib.files import read_json
+from voicelib.model.config import ModelConfig
+from voicelib.training import train
 
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
 LIGHT_AUG = AugmentConfig(p_time_stretch=0.0, p_pitch_shift=0.0, p_codec=0.3, p_reverb=0.3)
@@ -121,7 +121,7 @@ def test_fine_tune_modes_change_only_what_they_should(toy, tmp_path, mode):
 
 
 def test_requires_grad_per_mode_and_mode_errors(tmp_path):
-    from voicelib.model import build_model
+    from voicelib.model.registry import build_model
 
     model = build_model(TINY)
     train.set_trainable(model, "head")
@@ -186,8 +186,8 @@ def test_select_on_accuracy_picks_the_most_accurate_epoch(toy, tmp_path):
     {"model": {"preprocess": {"vad": True, "vad_backend": "energy"}}},
 ], ids=["lcnn-linear", "ocsoftmax", "asam", "preprocess"])
 def test_generalisation_options_train_save_and_reload(toy, tmp_path, variant):
-    from voicelib.detect import Detector
-    from voicelib.model import load_model
+    from voicelib.model.saving import load_model
+    from voicelib.scoring.detect import Detector
 
     fields = {**TINY.to_dict(), "features": {**TINY.features.to_dict(), **variant.get("model", {}).get("features", {})},
               **{k: v for k, v in variant.get("model", {}).items() if k != "features"}}

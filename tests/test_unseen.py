@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from voicelib import unseen
+from voicelib.evaluation import unseen
 
 
 def _frame(rows):

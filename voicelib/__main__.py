@@ -100,14 +100,14 @@ def format_results(results: Sequence[dict], fmt: str) -> str:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from voicelib.detect import Detector, detect_paths
+    from voicelib.scoring.detect import Detector, detect_paths
 
     if args.chunk_duration <= 0 or not 0.0 <= args.overlap < 1.0:
         raise ValueError("--chunk-duration must be > 0 and --overlap in [0, 1)")
     if args.max_duration is not None and args.max_duration <= 0:
         raise ValueError("--max-duration must be a positive number of seconds (leave it out for any length)")
     if args.model and len(args.model) > 1:
-        from voicelib.fusion import ensemble
+        from voicelib.scoring.fusion import ensemble
 
         detector = ensemble(args.model, device=args.device, band=args.band, backend=args.backend,
                             max_duration=args.max_duration)
@@ -124,7 +124,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from voicelib import store
+    from voicelib.model import store
 
     if args.action == "list":
         current = None
@@ -144,7 +144,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _engines(args: argparse.Namespace) -> int:
-    from voicelib.sources import engines
+    from voicelib.data.sources import engines
 
     rows = engines.listing(args.language)
     if args.format == "json":
@@ -163,7 +163,7 @@ def _engines(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import os
 
-    from voicelib.serve import ServeConfig, read_api_keys, run
+    from voicelib.serve.app import ServeConfig, read_api_keys, run
 
     if args.workers < 1 or args.queue_limit < 0 or args.max_duration <= 0 or args.max_body_mb <= 0:
         raise ValueError("--workers must be >= 1, --queue-limit >= 0, --max-duration and --max-body-mb > 0")

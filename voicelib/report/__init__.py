@@ -1,0 +1,1 @@
+"""The report: figures and the HTML page, built only from the files a run wrote."""

@@ -1,0 +1,1 @@
+"""The pipeline stages: one module per notebook, the run-directory contract, the runner, parameters and checks."""

@@ -1,0 +1,1 @@
+"""Training: fit (the epoch loop, validation, calibration), losses, checkpoints and DDP."""
