@@ -38,7 +38,7 @@ FLAGS = {"data_dir": "local_dirs", "tts": "tts_engines", "human": "human_sources
 
 
 def _train_config(value: dict[str, Any]) -> None:
-    from voicelib.training.train import TrainConfig
+    from voicelib.training.config import TrainConfig
 
     cfg = TrainConfig.from_dict(value)
     if cfg.base_model and not (Path(cfg.base_model) / "config.json").is_file():
@@ -70,7 +70,7 @@ def _folders(value: list[str]) -> None:
 
 def _rules() -> dict[str, Rule]:
     """What each parameter's value must be, beyond the type its notebook declares."""
-    from voicelib.data.sources import HUMAN_SOURCES, TTS_ENGINES, VOCODERS
+    from voicelib.data.collect import HUMAN_SOURCES, TTS_ENGINES, VOCODERS
 
     return {
         "language": Rule(choices=tuple(LANGUAGES)), "run_dir": Rule(path=True), "seed": Rule(0, 2**31 - 1),
@@ -157,7 +157,7 @@ def list_params(known: dict) -> None:
     """Print every parameter: name, type, default, help and the stages taking it."""
     for p in known.values():
         print(f"{p.name:18} {p.type_name:6} {p.default!r:32} {p.help}  [{', '.join(s[:2] for s in p.stages)}]")
-    from voicelib.training.train import TrainConfig
+    from voicelib.training.config import TrainConfig
 
     print("\ntraining fields (TrainConfig defaults; set with --set training.NAME=VALUE):")
     for name, value in TrainConfig().to_dict().items():

@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> dict:
     """Time detect_paths over the files and return the result record."""
     import torch
 
-    from voicelib.scoring.detect import Detector, detect_paths
+    from voicelib.scoring.load import load_detector
+    from voicelib.scoring.paths import detect_paths
 
     torch.set_num_threads(args.threads)
     files, total = pick_files(args.minutes)
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> dict:
         model_dir = (Path(args.model) if args.model else
                      fresh_model_dir(Path(tmp) / "model", width=args.width, preprocess=args.preprocess,
                                      front_end=args.front_end))
-        detector = Detector.load(model_dir, device=args.device, backend=args.backend)
+        detector = load_detector(model_dir, device=args.device, backend=args.backend)
         detect_paths(files[:8], detector)  # warm-up: allocator, oneDNN kernels
         start, cpu_start = time.perf_counter(), time.process_time()
         results, n_failed = detect_paths(files, detector, chunk_duration=3.0, overlap=0.5,

@@ -18,7 +18,8 @@ import pandas as pd  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 from voicelib.audio import decode
-from voicelib.data.sources import collect_all, engines, folder, synth, vocode  # noqa: E402
+from voicelib.data.collect import CollectConfig, collect_all  # noqa: E402
+from voicelib.data.sources import engines, folder, synth, vocode  # noqa: E402
 from voicelib.data.sources.clips import prompts  # noqa: E402
 from voicelib.files import read_json, write_json  # noqa: E402
 
@@ -81,8 +82,8 @@ def bench_speeds(*, sentences: int, tmp: Path) -> dict:
 def bench_collection(*, limit: int | None, tmp: Path) -> dict:
     """A default offline Hindi collect_all on ../shared/speech: wall time and minutes per family and engine."""
     start = time.perf_counter()
-    df = collect_all(tmp / "hindi", language="hindi", human_sources=[], local_dirs=[SHARED], limit=limit, seed=0,
-                     workers=2)
+    df = collect_all(tmp / "hindi", CollectConfig(human_sources=[], local_dirs=[SHARED], limit=limit, seed=0,
+                                                  workers=2), language="hindi")
     wall = time.perf_counter() - start
     table = df.groupby(["label", "family", "engine"])["duration"].agg(["size", "sum"]).reset_index()
     per_family = df.groupby("family")["duration"].sum() / 60

@@ -1,7 +1,7 @@
 """Train a small detector on one language of ../shared/speech for a few CPU minutes and evaluate it honestly.
 
 Usage: .venv/bin/python bench/bench_eval_real.py [--language english] [--epochs 6] [--segments 640]
-Speaker/group-disjoint split (manifest.assign_splits), train.fit on CPU, then evaluate.evaluate_run with
+Speaker/group-disjoint split (splits.assign_splits), train.fit on CPU, then evaluate.evaluate_run with
 both baselines and every robustness condition. Full outputs (metrics.json, scores.csv, figures/) go to
 bench/out/eval_real/ (git-ignored); a summary goes to bench/results/eval_real.json.
 """
@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import fitting  # noqa: E402  (bench/fitting.py, beside this script)
 import pandas as pd  # noqa: E402
 
+from voicelib.data import splits  # noqa: E402
 from voicelib.files import write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -73,13 +74,12 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
 
-    from voicelib.data import manifest
     from voicelib.evaluation import evaluate
     from voicelib.model.config import ModelConfig
 
     torch.set_num_threads(args.threads)
-    split = manifest.assign_splits(shared_manifest(args.language), seed=args.seed, val_fraction=0.15, test_fraction=0.2)
-    manifest.check_leakage(split)
+    split = splits.assign_splits(shared_manifest(args.language), seed=args.seed, val_fraction=0.15, test_fraction=0.2)
+    splits.check_leakage(split)
     start = time.perf_counter()
     result = fitting.fit(split, out_dir=args.out / "model", model_config=ModelConfig.light(), epochs=args.epochs,
                        lr=2e-3, batch_size=32, seed=args.seed, device="cpu", cache_dir=HERE / "out" / "cache",

@@ -31,13 +31,14 @@ sys.path.insert(0, str(REPO / "bench"))
 from machine import machine  # noqa: E402
 
 from voicelib.audio.augment import AugmentConfig  # noqa: E402
-from voicelib.data import manifest  # noqa: E402
-from voicelib.evaluation import evaluate  # noqa: E402
+from voicelib.data import manifest, splits  # noqa: E402
+from voicelib.evaluation import clips, evaluate  # noqa: E402
+from voicelib.evaluation.fusion import build, compare  # noqa: E402
 from voicelib.files import write_json  # noqa: E402
 from voicelib.model import store  # noqa: E402
 from voicelib.model.config import ModelConfig  # noqa: E402
-from voicelib.scoring import fusion  # noqa: E402
-from voicelib.training import train  # noqa: E402
+from voicelib.training.config import TrainConfig  # noqa: E402
+from voicelib.training.fit import fit  # noqa: E402
 
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", REPO.parent / "shared" / "speech"))
 OUT = REPO / "bench" / "out" / "fusion"
@@ -51,17 +52,17 @@ def corpus(language: str, *, seed: int, by_engine: bool) -> pd.DataFrame:
                                                   duration=lambda d: d["duration_s"])
     if by_engine:  # the corpus's AI engines share one family (neural): attribute engines instead
         raw = raw.assign(family=raw["engine"].where(raw["label"] == "ai", ""))
-    return manifest.assign_splits(manifest.to_frame(raw), seed=seed, val_fraction=0.2, test_fraction=0.25)
+    return splits.assign_splits(manifest.to_frame(raw), seed=seed, val_fraction=0.2, test_fraction=0.25)
 
 
 def train_versions(split: pd.DataFrame, *, language: str, epochs: int, segments: int) -> list[Path]:
     """Two small networks (seed 0 with the family head, seed 1 without), registered in a scratch store."""
     root = OUT / "models"
     for seed in (0, 1):
-        cfg = train.TrainConfig(epochs=epochs, segments_per_epoch=segments, batch_size=32, seed=seed, patience=epochs)
+        cfg = TrainConfig(epochs=epochs, segments_per_epoch=segments, batch_size=32, seed=seed, patience=epochs)
         model_config = ModelConfig(width=16, family_head=seed == 0)
         start = time.perf_counter()
-        result = train.fit(split, cfg, out_dir=OUT / f"run{seed}", model_config=model_config,
+        result = fit(split, cfg, out_dir=OUT / f"run{seed}", model_config=model_config,
                            augment_config=AugmentConfig.none(), device="cpu", cache_dir=OUT / "cache", progress=False)
         log.info("seed %d: val EER %.3f in %.0f s", seed, result.best_val_eer, time.perf_counter() - start)
         store.register(result.model_dir, root=root, language=language, promote=seed == 0)
@@ -70,15 +71,15 @@ def train_versions(split: pd.DataFrame, *, language: str, epochs: int, segments:
 
 def attribution(model_dir: Path, test: pd.DataFrame) -> dict:
     """The family head's predictions on the test AI clips, as evaluation reports them."""
-    from voicelib.scoring.detect import Detector
+    from voicelib.scoring.load import load_detector
 
-    det = Detector.load(model_dir, backend="torch")
-    waves, ok = evaluate.load_waves(test, det.sample_rate)
-    scored = evaluate.score_waves(det, waves, chunk_duration=3.0, overlap=0.5)
+    det = load_detector(model_dir, backend="torch")
+    waves, ok = clips.load_waves(test, det.sample_rate)
+    scored = clips.score_waves(det, waves, chunk_duration=3.0, overlap=0.5)
     frame = test[ok].reset_index(drop=True).assign(y=(test[ok]["label"] == "ai").to_numpy(dtype=int),
                                                    predicted_family=scored.get("predicted_family"))
     if "predicted_family" not in scored:
-        return {"note": "no family head: train.fit turned it off because the training AI clips hold fewer than 2 "
+        return {"note": "no family head: fit turned it off because the training AI clips hold fewer than 2 "
                         "families (the shared corpus's speaker-disjoint splits keep each small engine in one split)"}
     return evaluate.attribution(frame, det.families)
 
@@ -111,11 +112,11 @@ def main() -> None:
     results = {}
     for name, (dirs, gmm, combine) in builds.items():
         t0 = time.perf_counter()
-        det = fusion.build(dirs, split, OUT / "fused" / name.split(" (")[0].replace(" ", "_").replace("+", "_")
+        det = build(dirs, split, OUT / "fused" / name.split(" (")[0].replace(" ", "_").replace("+", "_")
                            / combine, gmm=gmm, combine=combine, gmm_components=16)
         results[name] = {"members": det.members, "weights": det.weights, "bias": det.bias,
                          "validation": det.meta.get("validation"),
-                         **{part: fusion.compare(det, clips, n_boot=args.n_boot) for part, clips in subsets.items()},
+                         **{part: compare(det, clips, n_boot=args.n_boot) for part, clips in subsets.items()},
                          "seconds": round(time.perf_counter() - t0)}
         log.info("%s: test EER %s", name, {k: round(v["eer"], 3) for k, v in results[name]["test"].items()
                                           if isinstance(v, dict)})

@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO))
 from machine import machine  # noqa: E402
 
 from voicelib import metrics  # noqa: E402
+from voicelib.evaluation.fusion import fit_lr  # noqa: E402
 from voicelib.files import write_json  # noqa: E402
-from voicelib.scoring import fusion  # noqa: E402
 
 SCORES = REPO / "bench" / "out" / "generalise" / "scores"
 RESULTS = REPO / "bench" / "results"
@@ -58,7 +58,7 @@ def rules(fit: pd.DataFrame, score: pd.DataFrame, *, seed: int = 0) -> dict[str,
     for column in ("lfcc_gmm", "gmm_novelty"):
         out[column] = (fit[column].to_numpy(), score[column].to_numpy())
     for pair, columns in PAIRS.items():
-        weights, bias = fusion.fit_lr(fit.assign(split="val"), columns, seed=seed)
+        weights, bias = fit_lr(fit.assign(split="val"), columns, seed=seed)
         out[f"lr {pair}"] = (fit[columns].to_numpy() @ weights + bias, score[columns].to_numpy() @ weights + bias)
         zf, zs = standardise(fit, score, columns)
         out[f"zmean {pair}"] = (zf.mean(axis=1), zs.mean(axis=1))

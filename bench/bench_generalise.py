@@ -29,11 +29,12 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from machine import machine  # noqa: E402  (bench/machine.py, beside this script)
 
 from voicelib.audio.augment import AugmentConfig  # noqa: E402
-from voicelib.data import manifest, sources  # noqa: E402
+from voicelib.data import manifest, splits  # noqa: E402
+from voicelib.data.collect import CollectConfig, collect_all  # noqa: E402
 from voicelib.evaluation import lofo  # noqa: E402
 from voicelib.files import write_json  # noqa: E402
 from voicelib.model.config import ModelConfig  # noqa: E402
-from voicelib.training import train  # noqa: E402
+from voicelib.training.config import TrainConfig  # noqa: E402
 
 SHARED = Path(os.environ.get("VOICELIB_SHARED_SPEECH", REPO.parent / "shared" / "speech"))
 OUT = REPO / "bench" / "out" / "generalise"
@@ -78,22 +79,23 @@ VARIANTS |= {
 
 def collect(language: str, *, limit: int, seed: int, workers: int) -> pd.DataFrame:
     """Human clips of the shared corpus and AI speech of every offline engine (cached between runs)."""
-    return sources.collect_all(OUT / "data" / language, language=language, human_sources=[], local_dirs=[SHARED],
-                               tts_engines="auto", limit=limit, seed=seed, workers=workers)
+    config = CollectConfig(human_sources=[], local_dirs=[SHARED], tts_engines="auto", limit=limit, seed=seed,
+                                   workers=workers)
+    return collect_all(OUT / "data" / language, config, language=language)
 
 
 def folds(df: pd.DataFrame, *, seed: int) -> tuple[pd.DataFrame, list[str]]:
     """The speaker/group/sentence-disjoint split and the AI families that can be held out."""
-    split = manifest.assign_splits(df, seed=seed, val_fraction=0.15, test_fraction=0.25)
+    split = splits.assign_splits(df, seed=seed, val_fraction=0.15, test_fraction=0.25)
     return split, lofo.held_out_families(split)
 
 
-def configs(variant: dict, *, budget: dict, seed: int) -> tuple[train.TrainConfig, ModelConfig, AugmentConfig]:
+def configs(variant: dict, *, budget: dict, seed: int) -> tuple[TrainConfig, ModelConfig, AugmentConfig]:
     """The variant's training, model and augmentation configs on the common budget."""
     aug = variant.get("augmentation", {})
     presets = {"none": AugmentConfig.none, "channel_robust": AugmentConfig.channel_robust}
     augment_config = presets[aug]() if isinstance(aug, str) else AugmentConfig.from_dict(aug)
-    train_config = train.TrainConfig.from_dict({**budget, **variant.get("training", {})}, seed=seed)
+    train_config = TrainConfig.from_dict({**budget, **variant.get("training", {})}, seed=seed)
     model_config = ModelConfig.from_dict({"width": 16, "segment_seconds": 3.0, **variant.get("architecture", {})})
     return train_config, model_config, augment_config
 

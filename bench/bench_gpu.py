@@ -10,7 +10,7 @@ What it measures (three-second segments, the model of the pipeline's default arc
 1. training steps on cached audio: decoded clips held on the device, random 3 s crops, the log-mel front end
    on the device, bf16 autocast, forward + backward + AdamW; segments/s, and the share of the GPU's bf16 dense
    peak from the FLOPs of one step (torch.utils.flop_counter; a backward costs about twice a forward);
-2. `train.fit` end to end on a generated manifest (decoding cache, CPU augmentation, DataLoader): what a
+2. `fit` end to end on a generated manifest (decoding cache, CPU augmentation, DataLoader): what a
    real epoch reaches, which is bounded by the CPU side rather than the GPU;
 3. detection (`detect_paths`) over generated files: times real time and segments/s, decoding included;
 4. `run_pipeline.py --language hindi --device <device>` on `--data-dir` (skipped, and said so, without one).
@@ -133,12 +133,13 @@ def write_clips(folder: Path, n: int, seconds: float) -> list[Path]:
 
 
 def fit_epoch(tmp: Path, *, device: str, clips: int) -> dict:
-    """One epoch of train.fit on generated clips (decoded once into the cache first): segments/s end to end."""
+    """One epoch of fit on generated clips (decoded once into the cache first): segments/s end to end."""
     import pandas as pd
 
     from voicelib.files import read_json
     from voicelib.model.config import ModelConfig
-    from voicelib.training import train
+    from voicelib.training.config import TrainConfig
+    from voicelib.training.fit import fit
 
     paths = write_clips(tmp / "fit", clips, 6.0)
     rows = [{"path": str(p), "label": "human" if i % 2 == 0 else "ai", "language": "hindi", "speaker": f"s{i % 8}",
@@ -146,9 +147,9 @@ def fit_epoch(tmp: Path, *, device: str, clips: int) -> dict:
             for i, p in enumerate(paths)]
     manifest = pd.DataFrame(rows)
     options = dict(model_config=ModelConfig(width=32), device=device, progress=False, cache_dir=tmp / "cache")
-    cfg = train.TrainConfig(epochs=1, batch_size=min(256, 2 * clips), num_workers=4 if device != "cpu" else 0)
+    cfg = TrainConfig(epochs=1, batch_size=min(256, 2 * clips), num_workers=4 if device != "cpu" else 0)
     began = time.perf_counter()
-    result = train.fit(manifest, cfg, out_dir=tmp / "fit_model", **options)
+    result = fit(manifest, cfg, out_dir=tmp / "fit_model", **options)
     total = time.perf_counter() - began
     epoch = float(result.history["seconds"].iloc[0])
     segments = int(read_json(result.model_dir / "config.json")["training"]["segments_per_epoch"])
@@ -162,13 +163,14 @@ def detection(tmp: Path, *, device: str, files: int, file_seconds: float) -> dic
     from voicelib.model.config import ModelConfig
     from voicelib.model.registry import build_model
     from voicelib.model.saving import save_model
-    from voicelib.scoring.detect import Detector, detect_paths
+    from voicelib.scoring.load import load_detector
+    from voicelib.scoring.paths import detect_paths
 
     paths = [str(p) for p in write_clips(tmp / "detect", files, file_seconds)]
     cfg = ModelConfig(width=32)
     model_dir = save_model(build_model(cfg, seed=0), tmp / "detector",
                            config={"model": cfg.to_dict(), "threshold": 0.0, "calibration": {"a": 1.0, "b": 0.0}})
-    detector = Detector.load(model_dir, device=device)
+    detector = load_detector(model_dir, device=device)
     detect_paths(paths[:2], detector)  # warm-up
     began = time.perf_counter()
     results, failed = detect_paths(paths, detector, chunk_duration=SEGMENT, overlap=0.5)

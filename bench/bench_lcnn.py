@@ -25,8 +25,10 @@ from machine import machine  # noqa: E402
 from voicelib.audio.features import FeatureConfig, LogMel  # noqa: E402
 from voicelib.files import write_json  # noqa: E402
 from voicelib.model.config import ModelConfig  # noqa: E402
-from voicelib.model.lcnn import LCNNConfig, build_lcnn  # noqa: E402
-from voicelib.model.registry import build_model, count_parameters  # noqa: E402
+from voicelib.model.registry import (  # noqa: E402
+    build_model,  # noqa: E402
+    count_parameters,
+)
 
 BATCH = 16
 SR = 16000
@@ -57,9 +59,9 @@ def main() -> None:
     waves = torch.randn(BATCH, 3 * SR) * 0.1
     front = LogMel(FeatureConfig()).eval()
     feats = front(waves)
-    models = {"lcnn_width32": build_lcnn(LCNNConfig(width=32), seed=0).eval(),
+    models = {"lcnn_width32": build_model(ModelConfig(arch="lcnn", width=32, dropout=0.5), seed=0).eval(),
               "resnet18_width32": build_model(ModelConfig(width=32), seed=0).eval(),
-              "lcnn_width16": build_lcnn(LCNNConfig(width=16), seed=0).eval(),
+              "lcnn_width16": build_model(ModelConfig(arch="lcnn", width=16, dropout=0.5), seed=0).eval(),
               "resnet18_width16": build_model(ModelConfig.light(), seed=0).eval()}
     results = {}
     for name, model in models.items():

@@ -16,7 +16,8 @@ from voicelib.data.dataset import SegmentDataset, family_indices
 from voicelib.model.config import ModelConfig
 from voicelib.model.registry import build_model
 from voicelib.model.saving import load_model
-from voicelib.training import train
+from voicelib.training.config import TrainConfig
+from voicelib.training.fit import fit, with_families
 
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40, cmvn=False), family_head=True)
 SR = 16000
@@ -51,9 +52,9 @@ def fam(tmp_path_factory) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def trained(fam, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    cfg = train.TrainConfig(epochs=4, batch_size=8, lr=3e-3, seed=0, family_weight=1.0, mix_prob=0.0,
+    cfg = TrainConfig(epochs=4, batch_size=8, lr=3e-3, seed=0, family_weight=1.0, mix_prob=0.0,
                             segments_per_epoch=64)
-    return train.fit(fam, cfg, out_dir=out / "m", model_config=TINY, augment_config=AugmentConfig.none(),
+    return fit(fam, cfg, out_dir=out / "m", model_config=TINY, augment_config=AugmentConfig.none(),
                      device="cpu", progress=False, cache_dir=out / "cache")
 
 
@@ -82,19 +83,19 @@ def test_family_head_needs_two_families_and_round_trips_the_config():
 
 def test_one_family_in_training_turns_the_head_off(fam):
     one = fam[fam["family"] != "high"]
-    assert train.with_families(TINY, one).family_head is False
-    assert train.with_families(TINY, fam).families == ("high", "low")
+    assert with_families(TINY, one).family_head is False
+    assert with_families(TINY, fam).families == ("high", "low")
 
 
 def test_tiny_training_learns_the_family_head_and_detection_reports_it(trained, fam):
-    from voicelib.scoring.detect import Detector
+    from voicelib.scoring.load import load_detector
 
     model, meta = load_model(trained.model_dir)
     assert model.cfg.families == ("high", "low") and meta["training"]["loss_weights"]["family"] == 1.0
     assert "train_family_loss" in trained.history
     ai = fam[fam["label"] == "ai"]
     for backend in ("torch", "onnx"):
-        det = Detector.load(trained.model_dir, backend=backend)
+        det = load_detector(trained.model_dir, backend=backend)
         results = det.score_files(list(ai["path"]))
         dists = [r["familyDistribution"] for r in results]
         assert all(set(d) == {"high", "low"} and sum(d.values()) == pytest.approx(1, abs=1e-4) for d in dists)
@@ -104,19 +105,19 @@ def test_tiny_training_learns_the_family_head_and_detection_reports_it(trained, 
 
 
 def test_family_distribution_is_null_without_the_head(trained, fam, tmp_path):
-    from voicelib.scoring.detect import Detector
+    from voicelib.scoring.load import load_detector
 
-    cfg = train.TrainConfig(epochs=1, batch_size=8, seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=8, seed=0)
     no_head = dataclasses.replace(TINY, family_head=False)
-    plain = train.fit(fam, cfg, out_dir=tmp_path / "m", model_config=no_head,
+    plain = fit(fam, cfg, out_dir=tmp_path / "m", model_config=no_head,
                       augment_config=AugmentConfig.none(), device="cpu", progress=False, cache_dir=tmp_path / "cache")
-    r = Detector.load(plain.model_dir, backend="torch").score_file(fam["path"].iloc[0])
+    r = load_detector(plain.model_dir, backend="torch").score_file(fam["path"].iloc[0])
     assert r["familyDistribution"] is None and "train_family_loss" not in plain.history
 
 
 def test_evaluation_writes_predicted_family_and_the_report_shows_the_confusion(trained, fam, tmp_path):
     from voicelib.evaluation import evaluate
-    from voicelib.report import page, plots
+    from voicelib.report import plots, sections
 
     test = fam.assign(split=np.where(np.arange(len(fam)) % 4 == 0, "test", fam["split"]))
     result = evaluate.evaluate_run(trained.model_dir, test, out_dir=tmp_path, baselines=False, robust=False, n_boot=20)
@@ -127,5 +128,5 @@ def test_evaluation_writes_predicted_family_and_the_report_shows_the_confusion(t
     assert att["n_ai"] == int(ai.sum()) and sum(sum(v.values()) for v in att["counts"].values()) == att["n_ai"]
     assert 0.0 <= att["accuracy_known_families"] <= 1.0
     assert "family_confusion" in plots.evaluation_figures(scores, result)
-    html = page.evaluation_section(tmp_path)
+    html = sections.evaluation_section(tmp_path)
     assert "family confusion" in html and "attribution (generator-family head" in html

@@ -8,6 +8,8 @@ import torch
 
 from voicelib.audio import augment
 from voicelib.audio.augment import AugmentConfig, Augmenter
+from voicelib.files import RunDir
+from voicelib.stages import augment as augment_stage
 
 SR = 16000
 SAME_LENGTH = ["noise_floor", "gain", "pitch_shift", "reverb", "add_noise", "telephone", "codec"]
@@ -116,19 +118,15 @@ def _manifest(speech_file) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_examples_and_materialise_write_leak_free_variants(speech_file, tmp_path):
+def test_the_stage_writes_examples_of_both_classes_and_its_settings(speech_file, tmp_path):
     frame = _manifest(speech_file)
-    ex = augment.examples(frame, tmp_path / "aug", n=1, seed=0)
+    run = RunDir(tmp_path / "run")
+    config = AugmentConfig(p_gain=1.0)
+    ex = augment_stage.examples(frame, run, config=config, n=1, seed=0)
     assert sorted(ex["label"]) == ["ai", "human"] and all(ex["transforms"] != "")
-    assert ((tmp_path / "aug" / "augment.json").is_file()
-            and (tmp_path / "aug" / "examples" / "ai_0_after.wav").is_file())
-    cfg = AugmentConfig(p_gain=1.0)
-    out = augment.materialise(frame, tmp_path / "variants", config=cfg, n_variants=2, seed=0)
-    assert len(out) == 4 and set(out["split"]) == {"train"} and set(out["source"]) == {"augment"}
-    parent = frame.set_index("hash")
-    assert all(parent.loc[out["parent_hash"], "speaker"].to_numpy() == out["speaker"].to_numpy())
-    again = augment.materialise(frame, tmp_path / "variants", config=cfg, n_variants=2, seed=0)
-    assert list(again["hash"]) == list(out["hash"])  # reruns reuse the files
+    assert run.augment_config.is_file() and (run.augment_examples / "ai_0_after.wav").is_file()
+    stored = AugmentConfig.from_dict(augment_stage.stored_config(run))
+    assert augment.read_config(run.augment_config) == config == stored
 
 
 CHANNEL = ["rawboost_convolutive", "rawboost_impulsive", "rawboost_coloured", "band_limit"]

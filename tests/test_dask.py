@@ -9,7 +9,8 @@ import pytest
 
 from voicelib.data import cluster
 from voicelib.data import espeak as engine
-from voicelib.data.sources import collect_all, synth
+from voicelib.data.collect import CollectConfig, collect_all
+from voicelib.data.sources import synth
 from voicelib.data.sources.engines import ENGINES
 from voicelib.errors import DataError
 
@@ -59,9 +60,9 @@ def _relative(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
 def test_cluster_collection_writes_the_serial_manifest(tmp_path, humans, scheduler):
     if not ENGINES["world-dio"].available()[0]:
         pytest.skip(ENGINES["world-dio"].available()[1])
-    common = dict(language="hindi", human_sources=[], tts_engines=["espeak", "world-dio"], local_dirs=[humans], seed=0)
-    serial = collect_all(tmp_path / "a", workers=1, **common)
-    spread = collect_all(tmp_path / "b", dask_scheduler=scheduler, **common)
+    common = dict(human_sources=[], tts_engines=["espeak", "world-dio"], local_dirs=[humans], seed=0)
+    serial = collect_all(tmp_path / "a", CollectConfig(workers=1, **common), language="hindi")
+    spread = collect_all(tmp_path / "b", CollectConfig(dask_scheduler=scheduler, **common), language="hindi")
     assert (serial["engine"] == "world-dio").sum() == len(TEXTS)  # the vocoder jobs went through render
     a, b = _relative(serial, tmp_path / "a"), _relative(spread, tmp_path / "b")
     rendered = a["engine"] == "world-dio"

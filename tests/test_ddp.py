@@ -17,7 +17,11 @@ from test_train import TINY, toy_manifest
 from voicelib.audio.augment import AugmentConfig
 from voicelib.data import dataset
 from voicelib.files import read_json
-from voicelib.training import distributed, train
+from voicelib.training import fit as training
+from voicelib.training import launch
+from voicelib.training.config import TrainConfig
+from voicelib.training.ddp import Context, RankBatches
+from voicelib.training.launch import read_result, request_from_run, write_request
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,17 +29,17 @@ PLAIN = AugmentConfig(**{f: 0.0 for f in AugmentConfig.__dataclass_fields__ if f
 MODEL = TINY.__class__.from_dict({**TINY.to_dict(), "dropout": 0.0})
 
 
-def _config(**fields) -> train.TrainConfig:
+def _config(**fields) -> TrainConfig:
     """Deterministic training: no mixtures, augmentation or dropout; 4 global batches of 8 per epoch."""
-    return train.TrainConfig(**{"epochs": 2, "batch_size": 8, "segments_per_epoch": 32, "lr": 3e-3, "seed": 0,
+    return TrainConfig(**{"epochs": 2, "batch_size": 8, "segments_per_epoch": 32, "lr": 3e-3, "seed": 0,
                                 "mix_prob": 0.0, "threads": 1, **fields})
 
 
 def _torchrun(request: Path, *, nproc: int = 2, background: bool = False):
-    """torchrun (python -m torch.distributed.run) of voicelib.training.distributed on this machine."""
+    """torchrun (python -m torch.distributed.run) of voicelib.training.launch on this machine."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "voicelib.training.distributed", str(request)]
+               "-m", "voicelib.training.launch", str(request)]
     if background:
         return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
@@ -50,10 +54,10 @@ def toy(tmp_path_factory) -> pd.DataFrame:
 
 
 def test_two_processes_match_one_with_the_same_global_batch(toy, tmp_path):
-    one = train.fit(toy, _config(), out_dir=tmp_path / "one", model_config=MODEL, augment_config=PLAIN,
-                    device="cpu", progress=False, cache_dir=tmp_path / "cache")
-    two = distributed.fit(toy, _config(), nproc_per_node=2, out_dir=tmp_path / "two", model_config=MODEL,
-                          augment_config=PLAIN, device="cpu", cache_dir=tmp_path / "cache")  # as the stage does
+    one = training.fit(toy, _config(), out_dir=tmp_path / "one", model_config=MODEL, augment_config=PLAIN,
+                       device="cpu", progress=False, cache_dir=tmp_path / "cache")
+    two = launch.fit(toy, _config(), nproc_per_node=2, out_dir=tmp_path / "two", model_config=MODEL,
+                     augment_config=PLAIN, device="cpu", cache_dir=tmp_path / "cache")  # as the stage does
     a, b = one.history, two.history
     print(a[["epoch", "train_loss", "val_loss", "val_eer"]], b[["epoch", "train_loss", "val_loss", "val_eer"]])
     assert list(b["epoch"]) == [1, 2] and read_json(tmp_path / "two" / "config.json")["training"]["ranks"] == 2
@@ -72,7 +76,7 @@ def _last_epoch(model_dir: Path) -> int:
 def test_an_interrupted_ddp_run_resumes_from_its_last_epoch(toy, tmp_path):
     cfg = _config(epochs=6, segments_per_epoch=16, patience=100)
     out = tmp_path / "m"
-    request = distributed.write_request(toy, cfg, out_dir=out, model_config=MODEL, augment_config=PLAIN,
+    request = write_request(toy, cfg, out_dir=out, model_config=MODEL, augment_config=PLAIN,
                                         device="cpu", cache_dir=tmp_path / "cache")
     job = _torchrun(request, background=True)
     deadline = time.time() + 240
@@ -83,10 +87,10 @@ def test_an_interrupted_ddp_run_resumes_from_its_last_epoch(toy, tmp_path):
     stopped = _last_epoch(out)
     assert 1 <= stopped < cfg.epochs, f"checkpoint at epoch {stopped}: the run was not interrupted mid-way"
     before = pd.read_csv(out / "history.csv")
-    request = distributed.write_request(toy, cfg, out_dir=out, model_config=MODEL, augment_config=PLAIN,
+    request = write_request(toy, cfg, out_dir=out, model_config=MODEL, augment_config=PLAIN,
                                         device="cpu", cache_dir=tmp_path / "cache", resume=True)
     _torchrun(request)
-    after = distributed.read_result(out).history
+    after = read_result(out).history
     assert list(after["epoch"]) == list(range(1, cfg.epochs + 1))
     pd.testing.assert_frame_equal(after.iloc[:stopped].reset_index(drop=True),
                                   before.iloc[:stopped].reset_index(drop=True))  # earlier epochs kept as they were
@@ -95,17 +99,17 @@ def test_an_interrupted_ddp_run_resumes_from_its_last_epoch(toy, tmp_path):
 def test_rank_batches_split_each_global_batch_of_the_balanced_sample():
     labels = np.array([0] * 30 + [1] * 6)
     draw = lambda: dataset.balanced_sampler(labels, num_samples=20, seed=3)  # noqa: E731 - same seed each time
-    alone = list(distributed.RankBatches(draw(), batch_size=8, drop_last=True, ctx=distributed.Context()))
-    ranks = [list(distributed.RankBatches(draw(), batch_size=8, drop_last=True, ctx=distributed.Context(r, 2)))
+    alone = list(RankBatches(draw(), batch_size=8, drop_last=True, ctx=Context()))
+    ranks = [list(RankBatches(draw(), batch_size=8, drop_last=True, ctx=Context(r, 2)))
              for r in range(2)]
     assert len(alone) == 2 and all(len(b) == 4 for r in ranks for b in r)
     assert [a + b for a, b in zip(*ranks)] == alone  # together the ranks see exactly the single process's batches
     assert abs(np.mean(labels[np.concatenate(alone)]) - 0.5) < 0.3  # class-balanced draws, not 1 in 6
-    tail = [list(distributed.RankBatches(list(range(5)), batch_size=8, drop_last=False, ctx=distributed.Context(r, 2)))
+    tail = [list(RankBatches(list(range(5)), batch_size=8, drop_last=False, ctx=Context(r, 2)))
             for r in range(2)]
     assert tail == [[[0, 1, 2]], [[3, 4, 0]]]  # a short last batch: equal shares (padded), every rank steps alike
     with pytest.raises(ValueError, match="multiple of the 2 training processes"):
-        distributed.RankBatches(draw(), batch_size=7, drop_last=True, ctx=distributed.Context(0, 2))
+        RankBatches(draw(), batch_size=7, drop_last=True, ctx=Context(0, 2))
 
 
 def test_a_run_directory_gives_the_stage_request(toy, tmp_path):
@@ -117,10 +121,10 @@ def test_a_run_directory_gives_the_stage_request(toy, tmp_path):
     write_json(run / "augment" / "augment.json", {"config": PLAIN.to_dict()})
     write_json(run / "params.json", {"parameters": {"training": {"epochs": 3}, "seed": 5, "architecture": {"width": 8},
                                                     "device": "cpu", "data_root": str(tmp_path / "data")}})
-    req = distributed.request_from_run(run)
-    assert train.TrainConfig.from_dict(req["train"]) == train.TrainConfig(epochs=3, seed=5)
+    req = request_from_run(run)
+    assert TrainConfig.from_dict(req["train"]) == TrainConfig(epochs=3, seed=5)
     assert req["out_dir"] == str(run.resolve() / "model") and req["cache_dir"] == str(tmp_path / "data" / ".cache")
     assert AugmentConfig.from_dict(req["augment"]) == PLAIN and req["resume"] is False
     (run / "augment" / "augment.json").unlink()
     with pytest.raises(FileNotFoundError, match="run stages 01 and 02 first"):
-        distributed.request_from_run(run)
+        request_from_run(run)

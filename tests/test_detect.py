@@ -9,16 +9,10 @@ from voicelib.model import store
 from voicelib.model.config import ModelConfig
 from voicelib.model.registry import build_model
 from voicelib.model.saving import load_model, save_model
-from voicelib.scoring.detect import (
-    AI,
-    HUMAN,
-    INCONCLUSIVE,
-    Detector,
-    chunk_bounds,
-    classify,
-    detect_paths,
-    expand_paths,
-)
+from voicelib.scoring.decisions import AI, HUMAN, INCONCLUSIVE, classify
+from voicelib.scoring.load import load_detector
+from voicelib.scoring.paths import detect_paths, expand_paths
+from voicelib.scoring.windows import chunk_bounds
 
 SR = 16000
 
@@ -39,7 +33,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def detector(tiny_model):
-    return Detector.load(tiny_model, backend="torch")
+    return load_detector(tiny_model, backend="torch")
 
 
 def test_chunk_bounds_of_a_seven_second_file():
@@ -147,33 +141,33 @@ def test_detect_paths_counts_failures(detector, tmp_path, make_noise):
 
 def test_bad_model_paths_raise_model_error(tmp_path, tiny_model):
     with pytest.raises(ModelError, match="no such model directory"):
-        Detector.load(tmp_path / "nope")
+        load_detector(tmp_path / "nope")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text((tiny_model / "config.json").read_text())
     (broken / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ModelError):
-        Detector.load(broken)
+        load_detector(broken)
     other = save_tiny_model(tmp_path / "other")
     cfg = json.loads((other / "config.json").read_text())
     cfg["model"]["width"] = 8  # weights no longer match the config
     (other / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelError, match="do not match"):
-        Detector.load(other)
+        load_detector(other)
 
 
 def test_store_language_lookup(tmp_path, tiny_model):
     store.register(tiny_model, root=tmp_path / "models", language="hindi", promote=True)
-    det = Detector.load(language="hindi", models_root=tmp_path / "models")
+    det = load_detector(language="hindi", models_root=tmp_path / "models")
     assert det.sample_rate == SR
     with pytest.raises(ModelError, match="no current model"):
-        Detector.load(language="tamil", models_root=tmp_path / "models")
+        load_detector(language="tamil", models_root=tmp_path / "models")
 
 
 def test_inference_copy_gives_the_same_outputs(tiny_model):
     import torch
 
-    from voicelib.scoring.detect import inference_copy
+    from voicelib.scoring.detector import inference_copy
 
     model, _ = load_model(tiny_model)
     gen = torch.Generator().manual_seed(0)
@@ -193,16 +187,16 @@ def test_inference_copy_gives_the_same_outputs(tiny_model):
 def test_onnx_backend_matches_torch(tiny_model, make_noise):
     pytest.importorskip("onnxruntime")
     waves = [make_noise(duration=d, seed=i) for i, d in enumerate((0.7, 5.0))]
-    fast = Detector.load(tiny_model, backend="onnx").score_arrays(waves, SR)
-    ref = Detector.load(tiny_model, backend="torch").score_arrays(waves, SR)
+    fast = load_detector(tiny_model, backend="onnx").score_arrays(waves, SR)
+    ref = load_detector(tiny_model, backend="torch").score_arrays(waves, SR)
     for f, r in zip(fast, ref):
         assert f["aiLogit"] == pytest.approx(r["aiLogit"], abs=1e-4)
         assert [c["score"] for c in f["chunks"]] == pytest.approx([c["score"] for c in r["chunks"]], abs=1e-4)
     with pytest.raises(ValueError, match="backend"):
-        Detector.load(tiny_model, backend="tensorrt")
+        load_detector(tiny_model, backend="tensorrt")
 
 
 def test_untrained_language_head_is_reported_as_null(tmp_path, make_noise):
-    det = Detector.load(save_tiny_model(tmp_path / "one_language", language_head=False), backend="torch")
+    det = load_detector(save_tiny_model(tmp_path / "one_language", language_head=False), backend="torch")
     r = det.score_array(make_noise(duration=1.0), SR)
     assert r["languageDistribution"] is None and r["multiSpeakerScore"] is not None

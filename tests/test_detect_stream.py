@@ -12,8 +12,9 @@ from test_detect import save_tiny_model
 
 from voicelib.audio import decode
 from voicelib.errors import AudioError, AudioTooLong
-from voicelib.scoring.detect import Detector, chunk_bounds
+from voicelib.scoring.load import load_detector
 from voicelib.scoring.stream import WindowCutter
+from voicelib.scoring.windows import chunk_bounds
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def detector(tiny_model):
-    return Detector.load(tiny_model, backend="torch")
+    return load_detector(tiny_model, backend="torch")
 
 
 def _noise_file(path, *, duration, sr, channels=1, silent=(10.0, 16.0), seed=0):
@@ -68,7 +69,7 @@ def test_streaming_equals_the_whole_file_path_on_a_multi_chunk_file(detector, tm
 
 
 def test_score_files_streams_long_files_and_keeps_the_batch_for_short_ones(tiny_model, tmp_path):
-    det = Detector.load(tiny_model, backend="torch")
+    det = load_detector(tiny_model, backend="torch")
     reference = det.score_files([_noise_file(tmp_path / "a.wav", duration=20.0, sr=SR),
                                  _noise_file(tmp_path / "b.wav", duration=2.0, sr=SR, silent=(0, 0), seed=1)])
     det.stream_above = 10.0
@@ -83,14 +84,14 @@ def test_score_files_streams_long_files_and_keeps_the_batch_for_short_ones(tiny_
 
 def test_max_duration_refuses_long_files_on_both_paths(tiny_model, tmp_path):
     path = _noise_file(tmp_path / "a.wav", duration=12.0, sr=SR)
-    det = Detector.load(tiny_model, backend="torch", max_duration=10.0)
+    det = load_detector(tiny_model, backend="torch", max_duration=10.0)
     assert "longer than max_duration=10 s" in det.score_file(path)["error"]
     with pytest.raises(AudioTooLong):
         det.score_stream(path)
     with pytest.raises(AudioTooLong):
         list(decode.stream_blocks(path, max_duration=10.0))
     with pytest.raises(ValueError, match="max_duration"):
-        Detector.load(tiny_model, max_duration=0)
+        load_detector(tiny_model, max_duration=0)
 
 
 def test_audio_load_too_long_message_names_options_that_exist(tmp_path):

@@ -8,7 +8,7 @@ import soundfile as sf
 
 from tests.test_detect import save_tiny_model
 from voicelib import metrics
-from voicelib.evaluation import evaluate
+from voicelib.evaluation import evaluate, robustness
 from voicelib.report import plots
 
 SR = 16000
@@ -41,11 +41,11 @@ def test_inconclusive_band_counts_and_accuracy_outside():
     assert s["accuracy_outside_band"] == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("condition", list(evaluate.CONDITIONS))
+@pytest.mark.parametrize("condition", list(robustness.CONDITIONS))
 def test_robustness_conditions_change_the_audio_but_keep_it_usable(condition, make_noise):
     wave = make_noise(duration=1.0, amplitude=0.1)
-    out, n_bytes = evaluate.degrade(wave, SR, condition, seed=0)
-    again, _ = evaluate.degrade(wave, SR, condition, seed=0)
+    out, n_bytes = robustness.degrade(wave, SR, condition, seed=0)
+    again, _ = robustness.degrade(wave, SR, condition, seed=0)
     assert out.dtype == np.float32 and abs(len(out) - len(wave)) < 0.2 * SR and np.isfinite(out).all()
     np.testing.assert_array_equal(out, again)  # seeded
     assert not np.allclose(out[:len(wave)], wave[:len(out)], atol=1e-3)
@@ -85,7 +85,7 @@ def test_evaluate_run_writes_metrics_and_scores_that_the_figures_are_drawn_from(
     # the threshold is the model's (validation) threshold through its calibration, never tuned on test
     assert saved["threshold"] == pytest.approx(1 / (1 + np.exp(-(2.0 * 0.1 - 0.5))))
     assert saved["calibration"]["a"] == 2.0 and "ece_validation_after" in saved["calibration"]
-    assert set(saved["robustness"]) == set(evaluate.CONDITIONS)
+    assert set(saved["robustness"]) == set(robustness.CONDITIONS)
     assert set(saved["baselines"]) == {"lfcc_gmm", "gmm_novelty", "shortcut_probe"}
     assert saved["baselines"]["shortcut_probe"]["eer"] < 0.35 and "SHORTCUT WARNING" in saved["shortcut_warning"]
     assert saved["ci"]["eer"][0] <= saved["eer"] <= saved["ci"]["eer"][1]

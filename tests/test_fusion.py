@@ -12,9 +12,10 @@ from tests.test_cli import run_cli
 from tests.test_detect import save_tiny_model
 from voicelib import metrics
 from voicelib.errors import DataError, ModelError
+from voicelib.evaluation.fusion import build, compare, fit_lr
 from voicelib.model.gmm import LfccGmm
 from voicelib.scoring import fusion
-from voicelib.scoring.detect import Detector
+from voicelib.scoring.load import load_detector
 
 SR = 16000
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -34,9 +35,9 @@ def hand_made_scores(n: int = 40, seed: int = 0) -> pd.DataFrame:
 
 def test_lr_is_fitted_on_validation_only_and_keeps_the_better_members_ranking():
     scores = hand_made_scores()
-    weights, bias = fusion.fit_lr(scores, ["a", "b"])
+    weights, bias = fit_lr(scores, ["a", "b"])
     assert weights[0] > 0.5 and abs(weights[1]) < weights[0] / 4  # on train, b would win: the fit never saw train
-    on_train, _ = fusion.fit_lr(scores, ["a", "b"], split="train")
+    on_train, _ = fit_lr(scores, ["a", "b"], split="train")
     assert on_train[1] > abs(on_train[0])
     test = scores[scores["split"] == "test"]
     fused = test[["a", "b"]].to_numpy() @ np.array(weights) + bias
@@ -47,7 +48,7 @@ def test_lr_is_fitted_on_validation_only_and_keeps_the_better_members_ranking():
 def test_lr_refuses_too_few_validation_clips():
     scores = hand_made_scores(n=3)
     with pytest.raises(DataError, match="val split has 3 AI and 3 human"):
-        fusion.fit_lr(scores, ["a", "b"])
+        fit_lr(scores, ["a", "b"])
 
 
 def toy_manifest(root) -> pd.DataFrame:
@@ -78,12 +79,12 @@ def setup(tmp_path_factory):
 
 def test_ensemble_dir_loads_as_one_model_and_scores_a_file(setup):
     root, manifest, members = setup
-    built = fusion.build(members, manifest, root / "ens", gmm=False, combine="mean")
+    built = build(members, manifest, root / "ens", gmm=False, combine="mean")
     assert (root / "ens" / fusion.ENSEMBLE_FILE).is_file() and not (root / "ens" / fusion.GMM_FILE).exists()
-    det = Detector.load(root / "ens", backend="torch")
+    det = load_detector(root / "ens", backend="torch")
     assert isinstance(det, fusion.FusedDetector) and det.members == ["v1", "v2"]
     r = det.score_file(manifest["path"].iloc[0])
-    singles = [Detector.load(m, backend="torch").score_file(manifest["path"].iloc[0]) for m in members]
+    singles = [load_detector(m, backend="torch").score_file(manifest["path"].iloc[0]) for m in members]
     assert r["members"] == pytest.approx({"v1": singles[0]["aiLogit"], "v2": singles[1]["aiLogit"]}, abs=1e-5)
     assert r["aiLogit"] == pytest.approx(np.mean([s["aiLogit"] for s in singles]), abs=1e-5)
     assert r["aiScore"] == pytest.approx(1 / (1 + np.exp(-r["aiLogit"])), abs=1e-5)
@@ -92,18 +93,18 @@ def test_ensemble_dir_loads_as_one_model_and_scores_a_file(setup):
 
 def test_fused_gmm_and_network_round_trip_without_pickle_and_compare_on_test(setup):
     root, manifest, members = setup
-    built = fusion.build(members[:1], manifest, root / "fused", gmm=True, combine="lr", gmm_components=2)
+    built = build(members[:1], manifest, root / "fused", gmm=True, combine="lr", gmm_components=2)
     spec = json.loads((root / "fused" / fusion.FUSION_FILE).read_text())
     assert spec["fitted_on"] == "validation" and spec["members"][0]["path"] == "../v1" and len(spec["weights"]) == 2
     with np.load(root / "fused" / fusion.GMM_FILE, allow_pickle=False) as arrays:
         assert {"means_0", "variances_1", "weights_1", "mean", "std"} <= set(arrays.files)
-    det = Detector.load(root / "fused", backend="torch")
+    det = load_detector(root / "fused", backend="torch")
     test = manifest[manifest["split"] == "test"].reset_index(drop=True)
     waves = [sf.read(p, dtype="float32")[0] for p in test["path"]]
     assert det.gmm.score(waves) == pytest.approx(built.gmm.score(waves))
     # the harmonic 'AI' clips and the noise 'human' clips are easy for the GMM: the LR leans on it
     assert spec["weights"][1] > 0 and spec["validation"]["member_eer"][fusion.GMM] < 0.2
-    table = fusion.compare(det, test, n_boot=50)
+    table = compare(det, test, n_boot=50)
     assert set(table) == {"v1", fusion.GMM, "fusion", "resampling"}
     assert all(table[k]["n"] == len(test) and len(table[k]["eer_ci"]) == 2 for k in ("v1", fusion.GMM, "fusion"))
     assert table["fusion"]["eer"] <= table["v1"]["eer"]
@@ -122,13 +123,13 @@ def test_missing_member_is_a_model_error(setup, tmp_path):
     (tmp_path / "ens" / fusion.ENSEMBLE_FILE).write_text(json.dumps(
         {"combine": "mean", "threshold": 0.0, "members": [{"name": "gone", "kind": "network", "path": "../gone"}]}))
     with pytest.raises(ModelError, match="member model .*gone is missing"):
-        Detector.load(tmp_path / "ens")
+        load_detector(tmp_path / "ens")
 
 
 def test_detect_cli_takes_an_ensemble_dir_and_repeated_models(setup):
     root, manifest, members = setup
     if not (root / "ens").is_dir():
-        fusion.build(members, manifest, root / "ens", gmm=False, combine="mean")
+        build(members, manifest, root / "ens", gmm=False, combine="mean")
     clip = manifest["path"].iloc[0]
     for args in (("--model", root / "ens"), ("--model", members[0], "--model", members[1])):
         proc = run_cli("detect", clip, *args, "--backend", "torch")
@@ -148,8 +149,8 @@ def test_store_versions_make_an_ensemble_and_a_fused_dir_evaluates_like_a_model(
         store.register(m, root=tmp_path / "models", language="english")
     versions = fusion.store_versions("english", root=tmp_path / "models")
     assert len(versions) == 2 and all((v / "model.safetensors").is_file() for v in versions)
-    fusion.build(versions, manifest, tmp_path / "ens", gmm=False, combine="lr")
+    build(versions, manifest, tmp_path / "ens", gmm=False, combine="lr")
     result = evaluate.evaluate_run(tmp_path / "ens", manifest, out_dir=tmp_path / "eval", baselines=False,
                                    robust=False, n_boot=20)
     assert 0.0 <= result["eer"] <= 1.0 and result["n_test"] == 8
-    assert result["threshold"] == pytest.approx(Detector.load(tmp_path / "ens").threshold)
+    assert result["threshold"] == pytest.approx(load_detector(tmp_path / "ens").threshold)

@@ -7,16 +7,20 @@ from torch.nn import functional as F
 
 from voicelib.audio.features import KINDS, FeatureConfig, frontend, n_bins
 from voicelib.model.config import ModelConfig
-from voicelib.model.lcnn import LCNNConfig, LCNNDetector, build_lcnn
-from voicelib.model.registry import count_parameters
+from voicelib.model.lcnn import LCNNDetector
+from voicelib.model.registry import build_model, count_parameters
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def lcnn(**fields) -> ModelConfig:
+    return ModelConfig(arch="lcnn", **fields)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_outputs_match_the_resnet_interface_for_every_front_end(kind):
-    cfg = LCNNConfig(width=8, features=FeatureConfig(kind=kind))
-    model = build_lcnn(cfg, seed=0).eval()
+    cfg = lcnn(width=8, features=FeatureConfig(kind=kind))
+    model = build_model(cfg, seed=0).eval()
     feats = frontend(cfg.features)(torch.randn(3, 16000) * 0.1)
     assert feats.shape[1] == n_bins(cfg.features)
     out = model(feats)
@@ -26,7 +30,7 @@ def test_outputs_match_the_resnet_interface_for_every_front_end(kind):
 
 
 def test_backbone_and_heads_cover_every_parameter_and_a_model_config_builds_it():
-    model = build_lcnn(LCNNConfig(width=8), seed=0)
+    model = build_model(lcnn(width=8), seed=0)
     backbone = {id(p) for m in model.backbone_modules() for p in m.parameters()}
     heads = {id(p) for p in model.heads.parameters()}
     assert not backbone & heads and backbone | heads == {id(p) for p in model.parameters()}
@@ -35,10 +39,10 @@ def test_backbone_and_heads_cover_every_parameter_and_a_model_config_builds_it()
 
 
 def test_seeded_build_is_reproducible_and_cmvn_switch_changes_the_input():
-    a, b = build_lcnn(LCNNConfig(width=8), seed=3).eval(), build_lcnn(LCNNConfig(width=8), seed=3).eval()
+    a, b = build_model(lcnn(width=8), seed=3).eval(), build_model(lcnn(width=8), seed=3).eval()
     x = torch.randn(2, 80, 64) * 3 + 5
     torch.testing.assert_close(a(x)["ai"], b(x)["ai"])
-    raw = build_lcnn(LCNNConfig(width=8, features=FeatureConfig(cmvn=False)), seed=3).eval()
+    raw = build_model(lcnn(width=8, features=FeatureConfig(cmvn=False)), seed=3).eval()
     assert not torch.allclose(raw(x)["ai"], a(x)["ai"])
     torch.testing.assert_close(a(x)["ai"], a(x * 2 + 1)["ai"], atol=1e-4, rtol=1e-4)  # CMVN: level-free
 
@@ -49,7 +53,7 @@ def test_loss_falls_on_a_tiny_separable_task(make_tone, make_noise):
     waves = torch.stack([torch.from_numpy(make_tone(300.0 + 50 * i, duration=0.64)) for i in range(4)]
                         + [torch.from_numpy(make_noise(duration=0.64, seed=i)) for i in range(4)])
     feats, labels = front(waves), torch.tensor([0.0] * 4 + [1.0] * 4)
-    model = build_lcnn(LCNNConfig(width=8, dropout=0.0), seed=0)
+    model = build_model(lcnn(width=8, dropout=0.0), seed=0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
@@ -62,11 +66,9 @@ def test_loss_falls_on_a_tiny_separable_task(make_tone, make_noise):
 
 
 def test_config_round_trip_and_refusals():
-    cfg = LCNNConfig(width=16, features=FeatureConfig(kind="linear"))
-    assert LCNNConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown keys"):
-        LCNNConfig.from_dict({"blocks": [2, 2, 2, 2]})
+    cfg = lcnn(width=16, features=FeatureConfig(kind="linear"))
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="even"):
-        LCNNConfig(width=7)
+        lcnn(width=7)
     with pytest.raises(ValueError, match="16 bins"):
-        build_lcnn(LCNNConfig(width=8))(torch.zeros(1, 8, 100))
+        build_model(lcnn(width=8))(torch.zeros(1, 8, 100))

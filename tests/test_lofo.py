@@ -12,12 +12,16 @@ from voicelib import metrics
 from voicelib.audio.augment import AugmentConfig
 from voicelib.audio.features import FeatureConfig
 from voicelib.evaluation import lofo
+from voicelib.files import RunDir
 from voicelib.model.config import ModelConfig
-from voicelib.training import train
+from voicelib.report.sections import lofo_table
+from voicelib.stages import evaluate as evaluate_stage
+from voicelib.training.config import TrainConfig
+from voicelib.training.fit import fit
 
 SR = 16000
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40, cmvn=False))
-BUDGET = train.TrainConfig(epochs=2, batch_size=8, lr=3e-3, seed=0, segments_per_epoch=48, mix_prob=0.0)
+BUDGET = TrainConfig(epochs=2, batch_size=8, lr=3e-3, seed=0, segments_per_epoch=48, mix_prob=0.0)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -89,7 +93,7 @@ def test_run_writes_every_fold_with_pooled_figures_and_lfcc_gmm(split, tmp_path)
     assert result["pooled_eer"] == pytest.approx(metrics.eer(scores["y"], scores["logit"])[0])
     assert result["mean_eer"] == pytest.approx(np.mean([r["eer"] for r in result["folds"]]))
     assert json.loads((tmp_path / "lofo.json").read_text())["pooled_eer"] == pytest.approx(result["pooled_eer"])
-    table = lofo.table(result)
+    table = lofo_table(result)
     assert list(table["held out"]) == ["high", "low", "mean over families", "pooled"]
     assert table["LFCC-GMM EER %"].notna().all() and table["fused EER %"].notna().all()
     assert result["fused_pooled_eer"] == pytest.approx(metrics.eer(scores["y"], scores["fused"])[0])
@@ -104,7 +108,9 @@ def test_run_writes_every_fold_with_pooled_figures_and_lfcc_gmm(split, tmp_path)
 
 
 def test_the_stage_is_off_by_default_and_refuses_data_without_folds(split, tmp_path):
-    assert lofo.run_stage(tmp_path, split, enabled=False).empty and not (tmp_path / "lofo.json").exists()
+    off = evaluate_stage.leave_one_family_out(RunDir(tmp_path), split, enabled=False, training={}, data_root=tmp_path,
+                                              device="cpu", seed=0, gmm_components=2)
+    assert off.empty and not RunDir(tmp_path).lofo.exists()
     one_family = split[split["family"] != "high"]
     with pytest.raises(ValueError, match="no AI family has 5\\+ clips with another family left to train on"):
         lofo.run(one_family, train_config=BUDGET, model_config=TINY, augment_config=AugmentConfig.none(),
@@ -112,10 +118,10 @@ def test_the_stage_is_off_by_default_and_refuses_data_without_folds(split, tmp_p
 
 
 def test_recipe_reads_the_trained_models_configs_with_changes(split, tmp_path):
-    result = train.fit(split, BUDGET, out_dir=tmp_path / "m", model_config=TINY, augment_config=AugmentConfig.none(),
+    result = fit(split, BUDGET, out_dir=tmp_path / "m", model_config=TINY, augment_config=AugmentConfig.none(),
                        device="cpu", progress=False, cache_dir=tmp_path / "cache")
     train_config, model_config = lofo.recipe(result.model_dir, epochs=1)
-    assert train_config == train.TrainConfig.from_dict({**BUDGET.to_dict(), "epochs": 1})
+    assert train_config == TrainConfig.from_dict({**BUDGET.to_dict(), "epochs": 1})
     assert model_config.width == 8 and model_config.features == TINY.features
     with pytest.raises(ValueError, match="epochs"):
         lofo.recipe(result.model_dir, epochs=0)

@@ -6,6 +6,8 @@ import torch
 from torch.nn import functional as F
 
 from voicelib.metrics import eer
+from voicelib.model.config import ModelConfig
+from voicelib.model.registry import build_model
 from voicelib.training.losses import BinaryCrossEntropy, OCSoftmax, build_loss
 
 
@@ -75,10 +77,8 @@ def test_build_loss_and_bad_input():
 
 
 def test_ocsoftmax_head_replaces_the_models_ai_head_and_from_score_is_the_same_loss():
-    from voicelib.model.lcnn import LCNNConfig, build_lcnn
-
     torch.manual_seed(0)
-    model = build_lcnn(LCNNConfig(width=8, dropout=0.0), seed=0).eval()
+    model = build_model(ModelConfig(arch="lcnn", width=8, dropout=0.0), seed=0).eval()
     loss_fn = OCSoftmax(model.cfg.embedding_dim)
     model.heads["ai"] = loss_fn.head
     feats, labels, mask = torch.randn(4, 80, 64), torch.tensor([0, 1, 0, 1]), torch.tensor([1.0, 1.0, 0.0, 1.0])

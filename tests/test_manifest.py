@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from voicelib.data import manifest
+from voicelib.data import manifest, splits
 from voicelib.errors import DataError, LeakageError
 
 
@@ -33,8 +33,8 @@ def _corpus() -> pd.DataFrame:
 
 
 def test_splits_are_disjoint_by_speaker_group_and_sentence():
-    split = manifest.assign_splits(_corpus(), seed=0)
-    manifest.check_leakage(split)
+    split = splits.assign_splits(_corpus(), seed=0)
+    splits.check_leakage(split)
     active = split[split["split"] != "excluded"]
     for column in ("speaker", "group"):
         assert (active.groupby(column)["split"].nunique() == 1).all()
@@ -44,7 +44,7 @@ def test_splits_are_disjoint_by_speaker_group_and_sentence():
 
 
 def test_every_split_gets_both_classes():
-    split = manifest.assign_splits(_corpus(), seed=3)
+    split = splits.assign_splits(_corpus(), seed=3)
     for name in ("train", "val", "test"):
         labels = set(split.loc[split["split"] == name, "label"])
         assert labels == {"human", "ai"}, (name, labels)
@@ -52,16 +52,16 @@ def test_every_split_gets_both_classes():
 
 def test_splits_are_deterministic_and_independent_of_row_order():
     df = _corpus()
-    a = manifest.assign_splits(df, seed=7)
-    b = manifest.assign_splits(df.sample(frac=1.0, random_state=1), seed=7)
+    a = splits.assign_splits(df, seed=7)
+    b = splits.assign_splits(df.sample(frac=1.0, random_state=1), seed=7)
     assert a.set_index("path")["split"].to_dict() == b.set_index("path")["split"].to_dict()
     assert list(a["path"]) == list(df["path"])  # input order kept
-    seeds = {tuple(manifest.assign_splits(df, seed=s)["split"]) for s in range(6)}
+    seeds = {tuple(splits.assign_splits(df, seed=s)["split"]) for s in range(6)}
     assert len(seeds) > 1  # the seed matters
 
 
 def test_fractions_are_roughly_met_for_each_label():
-    split = manifest.assign_splits(_corpus(), seed=0, val_fraction=0.25, test_fraction=0.25)
+    split = splits.assign_splits(_corpus(), seed=0, val_fraction=0.25, test_fraction=0.25)
     human = split[split["label"] == "human"]
     share = human.groupby("split")["duration"].sum() / human["duration"].sum()
     assert 0.3 < share["train"] < 0.7 and share["val"] > 0.1 and share["test"] > 0.1
@@ -70,8 +70,8 @@ def test_fractions_are_roughly_met_for_each_label():
 def test_a_sentence_in_two_splits_is_excluded_with_a_reason():
     rows = [_row(f"h{h}", "human", f"spk{h}", text=f"line {h}") for h in range(10)]
     rows += [_row(f"g{h}", "ai", "gtts_hi_com", text=f"line {h}") for h in range(10)]  # one voice, all texts
-    split = manifest.assign_splits(pd.DataFrame(rows), seed=0)
-    manifest.check_leakage(split)
+    split = splits.assign_splits(pd.DataFrame(rows), seed=0)
+    splits.check_leakage(split)
     excluded = split[split["split"] == "excluded"]
     assert len(excluded) > 0 and excluded["split_reason"].str.contains("sentence also in").all()
     assert (split["label"] == "human").sum() == (split[split["label"] == "human"]["split"] != "excluded").sum()
@@ -80,7 +80,7 @@ def test_a_sentence_in_two_splits_is_excluded_with_a_reason():
 def test_a_connected_speaker_and_group_move_together():
     rows = [_row("a1", "human", "alice", group="session1"), _row("a2", "human", "bob", group="session1"),
             _row("a3", "human", "bob", group="session2")] + [_row(f"o{i}", "human", f"o{i}") for i in range(8)]
-    split = manifest.assign_splits(pd.DataFrame(rows), seed=0)
+    split = splits.assign_splits(pd.DataFrame(rows), seed=0)
     assert split.loc[split["path"].str.contains("/a"), "split"].nunique() == 1
 
 
@@ -88,22 +88,22 @@ def test_check_leakage_names_the_offender():
     df = pd.DataFrame([_row("a", "human", "alice"), _row("b", "human", "alice", group="other")])
     df["split"] = ["train", "test"]
     with pytest.raises(LeakageError, match=r"speaker 'alice' in test and train"):
-        manifest.check_leakage(df)
+        splits.check_leakage(df)
     df = pd.DataFrame([_row("a", "human", "s1", text="Same words."), _row("b", "ai", "v1", text="same words")])
     df["split"] = ["val", "test"]
     with pytest.raises(LeakageError, match="sentence 'same words'"):
-        manifest.check_leakage(df)
+        splits.check_leakage(df)
     df["split"] = ["val", "excluded"]
-    manifest.check_leakage(df)
+    splits.check_leakage(df)
     with pytest.raises(DataError, match="assign_splits"):
-        manifest.check_leakage(df.drop(columns="split"))
+        splits.check_leakage(df.drop(columns="split"))
 
 
 def test_bad_fractions_and_empty_manifest_are_refused():
     with pytest.raises(ValueError, match="sum below 1"):
-        manifest.assign_splits(_corpus(), seed=0, val_fraction=0.5, test_fraction=0.5)
+        splits.assign_splits(_corpus(), seed=0, val_fraction=0.5, test_fraction=0.5)
     with pytest.raises(DataError, match="empty"):
-        manifest.assign_splits(pd.DataFrame(columns=manifest.COLUMNS), seed=0)
+        splits.assign_splits(pd.DataFrame(columns=manifest.COLUMNS), seed=0)
 
 
 def test_write_then_read_round_trip_with_relative_paths(tmp_path):
@@ -177,7 +177,7 @@ def _families_frame() -> pd.DataFrame:
 
 def test_hold_out_families_keeps_one_family_only_in_test_and_one_only_in_val():
     df = _families_frame()
-    out = manifest.hold_out_families(df, seed=0, min_ai_clips=1)
+    out = splits.hold_out_families(df, seed=0, min_ai_clips=1)
     fams = manifest.family_of(out)
     ai = out["label"] == "ai"
     by_split = {s: set(fams[ai & (out["split"] == s)]) for s in ("train", "val", "test")}
@@ -186,20 +186,20 @@ def test_hold_out_families_keeps_one_family_only_in_test_and_one_only_in_val():
     assert len(only_test) == 1 and len(only_val) == 1 and len(by_split["train"]) == 2
     assert (out["label"] == "human").sum() == 3 and (out.loc[out["label"] == "human", "split"] != "excluded").all()
     assert out.loc[out["split"] == "excluded", "split_reason"].str.contains("held out for").all()
-    again = manifest.hold_out_families(df, seed=0, min_ai_clips=1)
+    again = splits.hold_out_families(df, seed=0, min_ai_clips=1)
     pd.testing.assert_frame_equal(out, again)  # deterministic under the seed
 
 
 def test_hold_out_families_given_names_and_too_few_families():
     df = _families_frame()
-    out = manifest.hold_out_families(df, seed=3, test_families=["neural"], val_families=["diphone"], min_ai_clips=1)
+    out = splits.hold_out_families(df, seed=3, test_families=["neural"], val_families=["diphone"], min_ai_clips=1)
     fams = manifest.family_of(out)
     assert set(out.loc[fams == "neural", "split"]) == {"test", "excluded"}
     assert set(out.loc[fams == "diphone", "split"]) == {"val", "excluded"}
     with pytest.raises(ValueError, match="have no AI clips; choose from"):
-        manifest.hold_out_families(df, seed=0, test_families=["cloned"])
+        splits.hold_out_families(df, seed=0, test_families=["cloned"])
     one = df[df["family"].isin(["formant", "human"])]
-    pd.testing.assert_frame_equal(manifest.hold_out_families(one, seed=0), one)  # nothing to hold out: unchanged
+    pd.testing.assert_frame_equal(splits.hold_out_families(one, seed=0), one)  # nothing to hold out: unchanged
 
 
 def test_hold_out_never_leaves_a_split_without_ai_clips():
@@ -207,17 +207,17 @@ def test_hold_out_never_leaves_a_split_without_ai_clips():
     df = df[~((df["family"] == "neural") & (df["split"] != "test"))]  # neural only in test: holding out formant
     df = df[df["family"].isin(["formant", "neural", "human"])]  # ... would leave train and val with no AI
     for seed in range(6):  # whichever family the seed draws
-        out = manifest.hold_out_families(df, seed=seed, min_ai_clips=1)
+        out = splits.hold_out_families(df, seed=seed, min_ai_clips=1)
         for split in ("train", "val", "test"):
             assert ((out["split"] == split) & (out["label"] == "ai")).any(), (seed, split)
     with pytest.raises(ValueError, match="would leave the train and val split"):
-        manifest.hold_out_families(df, seed=0, test_families=["formant"])
+        splits.hold_out_families(df, seed=0, test_families=["formant"])
 
 
 def test_hold_out_prefers_tts_families_over_vocoded_copies():
     df = _families_frame()
     for seed in range(8):
-        out = manifest.hold_out_families(df, seed=seed, min_ai_clips=1)
+        out = splits.hold_out_families(df, seed=seed, min_ai_clips=1)
         fams = manifest.family_of(out)
         assert (out.loc[fams == "vocoder", "split"] != "excluded").all(), seed  # vocoded copies all kept
 
@@ -227,7 +227,7 @@ def test_hold_out_prefers_a_family_with_enough_clips_in_the_split():
     extra = df[(df["family"] == "diphone") & (df["split"].isin(["val", "test"]))]
     df = pd.concat([df] + [extra.assign(path=extra["path"] + f".{k}") for k in range(4)], ignore_index=True)
     for seed in range(8):  # diphone alone has 15 val and 15 test clips; the others have 3
-        out = manifest.hold_out_families(df, seed=seed, min_ai_clips=10)
+        out = splits.hold_out_families(df, seed=seed, min_ai_clips=10)
         fams = manifest.family_of(out)
         held = {s: set(fams[(out["label"] == "ai") & (out["split"] == s)]) - set(fams[(out["label"] == "ai")
                                                                                        & (out["split"] == "train")])

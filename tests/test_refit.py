@@ -10,12 +10,14 @@ from test_lofo import BUDGET, TINY, split_manifest
 
 from voicelib import metrics
 from voicelib.audio.augment import AugmentConfig
+from voicelib.errors import ModelError
 from voicelib.evaluation import evaluate
-from voicelib.files import write_json
+from voicelib.files import RunDir, write_json
 from voicelib.model import store
-from voicelib.scoring.detect import Detector
+from voicelib.report import card
+from voicelib.scoring.load import load_detector
 from voicelib.stages import checks, final_fit
-from voicelib.training import train
+from voicelib.training import fit as training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,7 +29,7 @@ def run_dir(tmp_path_factory):
     split = split_manifest(tmp_path_factory.mktemp("audio"))
     split.to_csv(run / "manifest.csv", index=False)
     write_json(run / "augment" / "augment.json", {"config": AugmentConfig.none().to_dict(), "seed": 0})
-    fit = train.fit(split, BUDGET, out_dir=run / "model", model_config=TINY, augment_config=AugmentConfig.none(),
+    fit = training.fit(split, BUDGET, out_dir=run / "model", model_config=TINY, augment_config=AugmentConfig.none(),
                     device="cpu", progress=False, cache_dir=run / "cache")
     write_json(run / "train.json", {"store_entry": "models/english/evaluated", "best_epoch": fit.best_epoch})
     evaluate.evaluate_run(run / "model", split, out_dir=run, baselines=False, robust=False, n_boot=20)
@@ -60,8 +62,8 @@ def test_too_few_held_out_clips_are_not_calibrated_and_one_class_is_refused(tmp_
 
 def test_the_final_model_trains_on_every_clip_and_ships_the_held_out_threshold(run_dir, tmp_path):
     split = pd.read_csv(run_dir / "manifest.csv")
-    info = final_fit.run_stage(run_dir, split, enabled=True, models_root=tmp_path / "models", language="english",
-                           promote=True, cache_dir=run_dir / "cache")
+    info = final_fit.ship(RunDir(run_dir), split, enabled=True, models_root=tmp_path / "models", language="english",
+                          promote=True, data_root=run_dir)
     point = final_fit.heldout_operating_point(run_dir)
     assert info["shipped"] == "final" and info["n_clips"] == len(split) == 60
     entry = info["store_entry"]
@@ -78,10 +80,10 @@ def test_the_final_model_trains_on_every_clip_and_ships_the_held_out_threshold(r
     assert str(run_dir.parent) not in json.dumps(config["final_fit"])
     final_metrics = json.loads((run_dir / "final_model" / "metrics.json").read_text())
     assert final_metrics["final_fit"] is True and "val_eer" not in final_metrics
-    det = Detector.load(entry, backend="torch")
+    det = load_detector(entry, backend="torch")
     assert det.threshold == pytest.approx(float(metrics.apply_platt(point["threshold"], **point["calibration"])))
-    assert checks.final_model_consistent(run_dir).startswith(Path(entry).name)
-    which = final_fit.which_model_table(run_dir)
+    assert checks.final_model_consistent(RunDir(run_dir)).startswith(Path(entry).name)
+    which = card.which_model_table(run_dir)
     assert list(which["model"]) == ["evaluated", "final (shipped)"] and "all 60 clips" in which["trained on"].iloc[1]
 
 
@@ -96,14 +98,25 @@ def test_a_tampered_final_model_fails_the_check(run_dir, tmp_path):
     (bad / "config.json").write_text(json.dumps(config))
     write_json(tmp_path / "final.json", {**final, "store_entry": str(bad)})
     with pytest.raises(checks.CheckFailed, match="held-out operating point"):
-        checks.final_model_consistent(tmp_path)
+        checks.final_model_consistent(RunDir(tmp_path))
 
 
 def test_without_the_final_fit_the_evaluated_model_is_shipped(run_dir, tmp_path):
     (tmp_path / "train.json").write_text((run_dir / "train.json").read_text())
-    info = final_fit.run_stage(tmp_path, pd.DataFrame(), enabled=False, models_root=tmp_path / "models",
-                           language="english", promote=True)
+    info = final_fit.ship(RunDir(tmp_path), pd.DataFrame(), enabled=False, models_root=tmp_path / "models",
+                          language="english", promote=False, data_root=tmp_path)
     assert info["shipped"] == "evaluated" and info["store_entry"] == "models/english/evaluated"
     assert json.loads((tmp_path / "final.json").read_text())["enabled"] is False
-    assert not (tmp_path / "models").exists() and len(final_fit.which_model_table(tmp_path)) == 1
-    assert checks.final_model_consistent(tmp_path).startswith("final_fit=False")
+    assert not (tmp_path / "models").exists() and len(card.which_model_table(tmp_path)) == 1
+    assert checks.final_model_consistent(RunDir(tmp_path)).startswith("final_fit=False")
+
+
+def test_the_shipping_stage_is_where_the_evaluated_model_is_promoted(run_dir, tmp_path):
+    models = tmp_path / "models"
+    entry = store.register(run_dir / "model", root=models, language="english", promote=False)
+    with pytest.raises(ModelError):
+        store.current("english", root=models)  # registered by training, not promoted before evaluation
+    write_json(tmp_path / "train.json", {"store_entry": str(entry)})
+    info = final_fit.ship(RunDir(tmp_path), pd.DataFrame(), enabled=False, models_root=models, language="english",
+                          promote=True, data_root=tmp_path)
+    assert info["promoted"] is True and store.current("english", root=models) == entry

@@ -10,8 +10,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from voicelib.data import manifest
+from voicelib.files import RunDir
+from voicelib.report import html, plots, sections
 from voicelib.report import page as report_page
-from voicelib.report import plots
+from voicelib.stages import collect as collect_stage
 
 
 def _clip(path: Path, freq: float, seconds: float, seed: int) -> Path:
@@ -37,7 +40,8 @@ def run_dir(tmp_path: Path) -> Path:
                      "split": ["train", "val", "test", "test"][i % 4]})
     run.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(run / "manifest.csv", index=False)
-    report_page.save_data_summary(pd.DataFrame(rows), run / "data_summary.json", notes=["gtts unreachable: 3 texts"])
+    collect_stage.write(RunDir(run), pd.DataFrame(rows), pd.DataFrame(columns=["path", "reason"]),
+                        ["gtts unreachable: 3 texts"])
     before, after = rows[0]["path"], rows[1]["path"]
     (run / "augment").mkdir()
     (run / "augment" / "augment.json").write_text(json.dumps({"config": {"p_gain": 0.5, "snr_db": [5, 40]}, "seed": 0,
@@ -67,7 +71,7 @@ def run_dir(tmp_path: Path) -> Path:
 
 def test_data_tables_count_and_minutes(run_dir: Path) -> None:
     df = pd.read_csv(run_dir / "manifest.csv")
-    tables = report_page.data_tables(df)
+    tables = manifest.tables(df)
     by_class = tables["label"].set_index("label")
     assert by_class.loc["ai", "clips"] == 4 and by_class.loc["human", "clips"] == 8
     assert by_class["minutes"].sum() == pytest.approx(df["duration"].sum() / 60, abs=0.01)
@@ -80,16 +84,16 @@ def test_data_tables_count_and_minutes(run_dir: Path) -> None:
 
 def test_pick_examples_prefers_test_split_and_both_classes(run_dir: Path) -> None:
     df = pd.read_csv(run_dir / "manifest.csv")
-    picked = report_page.pick_examples(df, per_class=2, seed=0)
+    picked = sections.pick_examples(df, per_class=2, seed=0)
     assert set(picked["label"]) == {"ai", "human"} and (picked["split"] == "test").all()
     assert len(picked) == 4 and (picked.groupby("label")["speaker"].nunique() == 2).all()
     only_train = df[(df["label"] == "human") | (df["split"] == "train")]
-    assert set(report_page.pick_examples(only_train, per_class=1)["label"]) == {"ai", "human"}
+    assert set(sections.pick_examples(only_train, per_class=1)["label"]) == {"ai", "human"}
 
 
 def test_audio_tag_is_short_inline_wav(run_dir: Path) -> None:
     path = pd.read_csv(run_dir / "manifest.csv")["path"].iloc[3]  # 2.5 s clip
-    tag = report_page.audio_tag(path, seconds=1.0)
+    tag = html.audio_tag(path, seconds=1.0)
     data = re.search(r'base64,([^"]+)"', tag).group(1)
     import base64
     import io
@@ -135,8 +139,8 @@ def test_training_curves_and_nested_tables() -> None:
     fig = plots.training_curves(history)
     assert [ax.get_title() for ax in fig.axes] == ["loss", "validation"]
     assert len(fig.axes[0].lines) == 1 and len(fig.axes[1].lines) == 1
-    html = report_page.nested_html({"eer": 0.1, "per_language": {"hindi": {"eer": 0.1}, "tamil": {"eer": 0.3}}})
-    assert "per language" in html and "tamil" in html
+    nested = html.nested_html({"eer": 0.1, "per_language": {"hindi": {"eer": 0.1}, "tamil": {"eer": 0.3}}})
+    assert "per language" in nested and "tamil" in nested
 
 
 def test_leave_one_family_out_and_the_final_fit_are_on_the_page(run_dir: Path) -> None:

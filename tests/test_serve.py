@@ -17,8 +17,8 @@ import soundfile as sf
 from test_detect import save_tiny_model
 
 from voicelib.model import store
-from voicelib.scoring.detect import Detector
-from voicelib.serve.app import key_ok, read_api_keys
+from voicelib.scoring.load import load_detector
+from voicelib.serve.models import key_ok, read_api_keys
 from voicelib.serve.shapes import explain
 
 SR = 16000
@@ -179,7 +179,7 @@ def test_analyze_audio_scores_a_multi_chunk_file_like_the_library(server, models
     assert body["total_chunks"] == 4 and body["model_loaded"] is True
     assert [(c["start_time"], c["end_time"]) for c in body["chunks"]] == [(0, 5), (2.5, 7.5), (5, 10), (7.5, 12)]
     (tmp_path / "clip.wav").write_bytes(data)
-    ref = Detector.load(language="hindi", models_root=models_root, backend="torch").score_file(
+    ref = load_detector(language="hindi", models_root=models_root, backend="torch").score_file(
         tmp_path / "clip.wav", chunk_duration=5, overlap=0.5)
     assert [c["class_probabilities"]["fake"] for c in body["chunks"]] == pytest.approx(
         [c["score"] for c in ref["chunks"]], abs=1e-3)

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from voicelib import __main__ as cli
-from voicelib.data import manifest, sources
-from voicelib.data.sources import collect_all, engines, kokoro, online
+from voicelib.data import collect, manifest, splits
+from voicelib.data.collect import CollectConfig, collect_all
+from voicelib.data.sources import engines, kokoro, online
 
 
 def test_registry_names_family_languages_and_availability():
@@ -67,10 +68,10 @@ def folder(tmp_path, speech_file):
 
 def test_auto_uses_every_installed_offline_engine_in_workers(tmp_path, folder, monkeypatch):
     online.forget_said()
-    monkeypatch.setattr(sources, "_reachable", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(collect, "_reachable", lambda host, timeout=3.0: False)
     expected = set(engines.auto("hindi", vocoder=False)) | set(engines.auto("hindi", vocoder=True))
-    df = collect_all(tmp_path / "data", language="hindi", human_sources=[], local_dirs=[folder], seed=0, workers=2,
-                     vocoders_per_clip=2)
+    df = collect_all(tmp_path / "data", CollectConfig(human_sources=[], local_dirs=[folder], seed=0, workers=2,
+                                                      vocoders_per_clip=2), language="hindi")
     ai = df[df["label"] == "ai"]
     made = {e if e != "espeak-ng" else "espeak" for e in ai["engine"]}
     assert made <= expected and len(made) >= min(len(expected), 6) and "gtts" not in made
@@ -79,25 +80,26 @@ def test_auto_uses_every_installed_offline_engine_in_workers(tmp_path, folder, m
     state = json.loads((tmp_path / "data" / "collect_state" / "last_run.json").read_text())
     assert {r["family"] for r in state["by_family_engine"]} >= {"human", "formant", "vocoder"}
     before = sorted(p.name for p in (tmp_path / "data" / "audio").rglob("*.flac"))
-    again = collect_all(tmp_path / "data", language="hindi", human_sources=[], local_dirs=[folder], seed=0, workers=2,
-                        vocoders_per_clip=2)
+    again = collect_all(tmp_path / "data", CollectConfig(human_sources=[], local_dirs=[folder], seed=0, workers=2,
+                                                         vocoders_per_clip=2), language="hindi")
     assert len(again) == len(df) and sorted(p.name for p in (tmp_path / "data" / "audio").rglob("*.flac")) == before
-    split = manifest.assign_splits(again, seed=0, val_fraction=0.25, test_fraction=0.25)
-    manifest.check_leakage(split)
+    split = splits.assign_splits(again, seed=0, val_fraction=0.25, test_fraction=0.25)
+    splits.check_leakage(split)
 
 
 def test_minutes_cap_per_engine(tmp_path, folder, monkeypatch):
-    monkeypatch.setattr(sources, "_reachable", lambda host, timeout=3.0: False)
-    df = collect_all(tmp_path / "data", language="hindi", human_sources=[], local_dirs=[folder], seed=0, workers=1,
-                     tts_engines=["espeak"], vocoders=["world-dio"], vocoders_per_clip=1,
-                     max_minutes_per_engine=0.05)  # 3 s: about one clip each
+    monkeypatch.setattr(collect, "_reachable", lambda host, timeout=3.0: False)
+    config = CollectConfig(human_sources=[], local_dirs=[folder], seed=0, workers=1, tts_engines=["espeak"],
+                           vocoders=["world-dio"], vocoders_per_clip=1, max_minutes_per_engine=0.05)  # 3 s: a clip each
+    df = collect_all(tmp_path / "data", config, language="hindi")
     ai = df[df["label"] == "ai"]
     for engine, seconds in ai.groupby("engine")["duration"].sum().items():
         clips = ai[ai["engine"] == engine]
         assert seconds - clips["duration"].max() < 3.0, engine  # stops once the cap is reached
     assert len(ai) < 8
     with pytest.raises(ValueError, match="unknown vocoder 'nope'"):
-        collect_all(tmp_path / "d2", language="hindi", human_sources=[], local_dirs=[folder], vocoders=["nope"])
+        collect_all(tmp_path / "d2", CollectConfig(human_sources=[], local_dirs=[folder], vocoders=["nope"]),
+                    language="hindi")
 
 
 def test_by_family_counts_clips_and_minutes():

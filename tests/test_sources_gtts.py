@@ -15,7 +15,8 @@ import pytest
 import soundfile as sf
 
 from voicelib.data import espeak as engine
-from voicelib.data.sources import collect_all, gtts, online
+from voicelib.data.collect import CollectConfig, collect_all
+from voicelib.data.sources import gtts, online
 from voicelib.errors import SourceUnavailable
 
 pytestmark = pytest.mark.skipif(not engine.is_available(), reason="espeak-ng (espeakng-loader) is not available")
@@ -97,8 +98,8 @@ def test_collect_all_falls_back_to_espeak_and_says_so_once(tmp_path, speech_file
     options = {"gtts": {"retries": 0, "timeout": 2, "min_interval": 0}}
     with caplog.at_level(logging.WARNING):
         for _ in range(2):
-            df = collect_all(tmp_path / "data", language="hindi", human_sources=[], tts_engines=["gtts"],
-                             local_dirs=[root], seed=0, options=options)
+            config = CollectConfig(human_sources=[], tts_engines=["gtts"], local_dirs=[root], seed=0, options=options)
+            df = collect_all(tmp_path / "data", config, language="hindi")
     said = [r.message for r in caplog.records if "falling back to espeak-ng" in r.message]
     assert len(said) == 1 and "gtts unreachable" in said[0]
     ai = df[df["label"] == "ai"]

@@ -15,7 +15,8 @@ from engine_checks import check_rows
 from hub_standin import Hub as _Hub
 from hub_standin import serve
 
-from voicelib.data.sources import collect_all, online, piper
+from voicelib.data.collect import CollectConfig, collect_all
+from voicelib.data.sources import online, piper
 from voicelib.errors import SourceUnavailable
 
 pytestmark = pytest.mark.skipif(not piper.available()[0], reason="piper-tts not installed")
@@ -134,8 +135,8 @@ def test_collect_all_falls_back_to_espeak_when_the_hub_is_down(tmp_path, speech_
     (root / "manifest.csv").write_text("path,text\n" + lines, encoding="utf-8")
     options = {"piper": {"endpoint": f"http://127.0.0.1:{_closed_port()}", "retries": 0, "timeout": 2,
                          "cache_dir": str(tmp_path / "c")}}
-    df = collect_all(tmp_path / "data", language="hindi", human_sources=[], tts_engines=["piper"], local_dirs=[root],
-                     seed=0, options=options, workers=1)
+    df = collect_all(tmp_path / "data", CollectConfig(human_sources=[], tts_engines=["piper"], local_dirs=[root],
+                                                      seed=0, options=options, workers=1), language="hindi")
     ai = df[df["label"] == "ai"]
     assert set(ai["engine"]) == {"espeak-ng"} and sorted(ai["text"]) == sorted(TEXTS)
     assert (tmp_path / "data" / "collect_state" / "last_run.json").read_text().count("piper unreachable") == 1

@@ -6,8 +6,9 @@ import pytest
 import soundfile as sf
 from engine_checks import check_rows, check_wave
 
-from voicelib.data import manifest
-from voicelib.data.sources import codec2, collect_all, griffinlim, mlsa, vocode, world
+from voicelib.data import splits
+from voicelib.data.collect import CollectConfig, collect_all
+from voicelib.data.sources import codec2, griffinlim, mlsa, vocode, world
 from voicelib.data.sources.engines import ENGINES
 
 
@@ -84,17 +85,17 @@ def folder(tmp_path, speech_file):
 def test_vocoded_copies_keep_their_source_and_split(tmp_path, folder):
     if not world.available()[0]:
         pytest.skip(world.available()[1])
-    df = collect_all(tmp_path / "data", language="hindi", human_sources=[], tts_engines=["espeak"],
-                     vocoders=["world-dio", "griffin-lim"], vocoders_per_clip=2, local_dirs=[folder], seed=0,
-                     workers=1)
+    config = CollectConfig(human_sources=[], tts_engines=["espeak"], vocoders=["world-dio", "griffin-lim"],
+                           vocoders_per_clip=2, local_dirs=[folder], seed=0, workers=1)
+    df = collect_all(tmp_path / "data", config, language="hindi")
     copies = df[df["source"] == "vocoded"]
     check_rows(copies.to_dict("records")[:1], engine=copies["engine"].iloc[0], family="vocoder", language="hindi")
     assert len(copies) == 12 and set(copies["engine"]) == {"world-dio", "griffin-lim"}
     human = df[df["label"] == "human"].set_index("path")
     for column in ("speaker", "group", "text", "language"):
         assert (copies[column].to_numpy() == human.loc[copies["source_path"], column].to_numpy()).all()
-    split = manifest.assign_splits(df, seed=0, val_fraction=0.25, test_fraction=0.25)
-    manifest.check_leakage(split)
+    split = splits.assign_splits(df, seed=0, val_fraction=0.25, test_fraction=0.25)
+    splits.check_leakage(split)
     where = split.set_index("path")["split"]
     vocoded = split[split["source"] == "vocoded"]
     assert (vocoded["split"].to_numpy() == where.loc[vocoded["source_path"]].to_numpy()).all()

@@ -15,7 +15,9 @@ from voicelib.data.dataset import SegmentDataset
 from voicelib.errors import DataError
 from voicelib.files import read_json
 from voicelib.model.config import ModelConfig
-from voicelib.training import train
+from voicelib.training.config import TrainConfig
+from voicelib.training.fit import fit
+from voicelib.training.steps import lr_factor, set_trainable
 
 TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
 LIGHT_AUG = AugmentConfig(p_time_stretch=0.0, p_pitch_shift=0.0, p_codec=0.3, p_reverb=0.3)
@@ -53,8 +55,8 @@ RUNTIME = ("resume", "on_epoch_end")
 
 def _fit(toy, out_dir, **kw):
     fields = {"epochs": 2, "batch_size": 4, "lr": 3e-3, "seed": 0, **{k: v for k, v in kw.items() if k not in RUNTIME}}
-    cfg = train.TrainConfig(**{k: str(v) if k == "base_model" else v for k, v in fields.items()})
-    return train.fit(toy, cfg, out_dir=out_dir, model_config=TINY, augment_config=LIGHT_AUG, device="cpu",
+    cfg = TrainConfig(**{k: str(v) if k == "base_model" else v for k, v in fields.items()})
+    return fit(toy, cfg, out_dir=out_dir, model_config=TINY, augment_config=LIGHT_AUG, device="cpu",
                      progress=False, cache_dir=out_dir.parent / "cache", **{k: kw[k] for k in RUNTIME if k in kw})
 
 
@@ -92,7 +94,7 @@ def test_fit_writes_model_dir_and_is_deterministic_and_resumable(toy, tmp_path):
         assert (a.model_dir / name).is_file()
     config, metrics = read_json(a.model_dir / "config.json"), read_json(a.model_dir / "metrics.json")
     assert {"threshold", "calibration", "features", "training", "train_config", "data", "versions"} <= set(config)
-    assert train.TrainConfig.from_dict(config["train_config"]) == train.TrainConfig(epochs=2, batch_size=4, lr=3e-3)
+    assert TrainConfig.from_dict(config["train_config"]) == TrainConfig(epochs=2, batch_size=4, lr=3e-3)
     assert config["language_head_active"] is True
     assert metrics["n_val_ai"] > 0 and metrics["n_val_human"] > 0 and 0.0 <= metrics["val_eer"] <= 1.0
     assert {"train_loss", "train_ai_loss", "train_multi_loss", "val_loss", "val_eer", "lr"} <= set(a.history.columns)
@@ -124,32 +126,32 @@ def test_requires_grad_per_mode_and_mode_errors(tmp_path):
     from voicelib.model.registry import build_model
 
     model = build_model(TINY)
-    train.set_trainable(model, "head")
+    set_trainable(model, "head")
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {"heads.ai.weight", "heads.ai.bias"}
-    train.set_trainable(model, "frozen")
+    set_trainable(model, "frozen")
     assert all(p.requires_grad == n.startswith("heads.") for n, p in model.named_parameters())
     with pytest.raises(ValueError, match="base_model"):
-        train.TrainConfig(mode="head")
+        TrainConfig(mode="head")
     with pytest.raises(ValueError, match="mode='partial' is not allowed; choose one of scratch"):
-        train.TrainConfig(mode="partial")
+        TrainConfig(mode="partial")
     with pytest.raises(ValueError, match="mode='scratch' with base_model"):
-        train.TrainConfig(base_model=str(tmp_path))
+        TrainConfig(base_model=str(tmp_path))
 
 
 def test_train_config_ranges_and_unknown_fields_are_refused_in_one_line():
     with pytest.raises(ValueError, match=r"^TrainConfig: epochs=-3 is out of range; allowed: 1 to 100000$"):
-        train.TrainConfig(epochs=-3)
+        TrainConfig(epochs=-3)
     with pytest.raises(ValueError, match="lr=0 is out of range"):
-        train.TrainConfig(lr=0)
+        TrainConfig(lr=0)
     with pytest.raises(ValueError, match="epochs='3' must be an integer"):
-        train.TrainConfig(epochs="3")
+        TrainConfig(epochs="3")
     with pytest.raises(ValueError, match="unknown field.*epoch;.*known fields: epochs"):
-        train.TrainConfig.from_dict({"epoch": 3})
-    assert train.TrainConfig.from_dict({"epochs": 3}, seed=5) == train.TrainConfig(epochs=3, seed=5)
+        TrainConfig.from_dict({"epoch": 3})
+    assert TrainConfig.from_dict({"epochs": 3}, seed=5) == TrainConfig(epochs=3, seed=5)
 
 
 def test_lr_schedule_warms_up_then_decays():
-    factors = [train.lr_factor(s, total=100, warmup=10) for s in range(100)]
+    factors = [lr_factor(s, total=100, warmup=10) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(x >= y for x, y in zip(factors[10:], factors[11:])) and factors[-1] < 0.05
 
@@ -187,18 +189,18 @@ def test_select_on_accuracy_picks_the_most_accurate_epoch(toy, tmp_path):
 ], ids=["lcnn-linear", "ocsoftmax", "asam", "preprocess"])
 def test_generalisation_options_train_save_and_reload(toy, tmp_path, variant):
     from voicelib.model.saving import load_model
-    from voicelib.scoring.detect import Detector
+    from voicelib.scoring.load import load_detector
 
     fields = {**TINY.to_dict(), "features": {**TINY.features.to_dict(), **variant.get("model", {}).get("features", {})},
               **{k: v for k, v in variant.get("model", {}).items() if k != "features"}}
-    cfg = train.TrainConfig(epochs=2, batch_size=4, lr=3e-3, **variant.get("train", {}))
-    result = train.fit(toy, cfg, out_dir=tmp_path / "m", model_config=ModelConfig.from_dict(fields),
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=3e-3, **variant.get("train", {}))
+    result = fit(toy, cfg, out_dir=tmp_path / "m", model_config=ModelConfig.from_dict(fields),
                        augment_config=LIGHT_AUG, device="cpu", progress=False, cache_dir=tmp_path / "cache")
     assert result.history["train_loss"].notna().all()
     model, meta = load_model(result.model_dir)
     assert model.cfg.to_dict() == ModelConfig.from_dict(fields).to_dict()
     row = toy[toy["split"] == "val"].iloc[0]
-    scored = Detector.load(result.model_dir, backend="torch").score_file(row["path"])
+    scored = load_detector(result.model_dir, backend="torch").score_file(row["path"])
     assert 0.0 <= scored["aiScore"] <= 1.0
-    fast = Detector.load(result.model_dir).score_file(row["path"])  # onnx for ResNet18, any front end's bin count
+    fast = load_detector(result.model_dir).score_file(row["path"])  # onnx for ResNet18, any front end's bin count
     assert fast["aiScore"] == pytest.approx(scored["aiScore"], abs=1e-4)

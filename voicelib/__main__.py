@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import io
 import json
 import logging
@@ -13,7 +14,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from voicelib.data.sources import engines
 from voicelib.errors import VoiceLibError
+from voicelib.model import store
+from voicelib.scoring.fusion import ensemble
+from voicelib.scoring.load import load_detector
+from voicelib.scoring.paths import detect_paths
 
 log = logging.getLogger("voicelib")
 
@@ -100,19 +106,15 @@ def format_results(results: Sequence[dict], fmt: str) -> str:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from voicelib.scoring.detect import Detector, detect_paths
-
     if args.chunk_duration <= 0 or not 0.0 <= args.overlap < 1.0:
         raise ValueError("--chunk-duration must be > 0 and --overlap in [0, 1)")
     if args.max_duration is not None and args.max_duration <= 0:
         raise ValueError("--max-duration must be a positive number of seconds (leave it out for any length)")
     if args.model and len(args.model) > 1:
-        from voicelib.scoring.fusion import ensemble
-
         detector = ensemble(args.model, device=args.device, band=args.band, backend=args.backend,
                             max_duration=args.max_duration)
     else:
-        detector = Detector.load(args.model[0] if args.model else None, language=args.language,
+        detector = load_detector(args.model[0] if args.model else None, language=args.language,
                                  models_root=args.models_root, device=args.device, band=args.band,
                                  backend=args.backend, max_duration=args.max_duration)
     results, n_failed = detect_paths(args.paths, detector, chunk_duration=args.chunk_duration, overlap=args.overlap)
@@ -124,8 +126,6 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from voicelib.model import store
-
     if args.action == "list":
         current = None
         try:
@@ -144,8 +144,6 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _engines(args: argparse.Namespace) -> int:
-    from voicelib.data.sources import engines
-
     rows = engines.listing(args.language)
     if args.format == "json":
         sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
@@ -161,17 +159,8 @@ def _engines(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import os
-
-    from voicelib.serve.app import ServeConfig, read_api_keys, run
-
-    if args.workers < 1 or args.queue_limit < 0 or args.max_duration <= 0 or args.max_body_mb <= 0:
-        raise ValueError("--workers must be >= 1, --queue-limit >= 0, --max-duration and --max-body-mb > 0")
-    keys = read_api_keys(env=os.environ.get("VOICELIB_API_KEYS"), key_file=args.api_key_file)
-    run(ServeConfig(models_root=args.models_root, api_keys=keys, max_body_bytes=int(args.max_body_mb * 2**20),
-                    max_duration=args.max_duration, workers=args.workers, queue_limit=args.queue_limit,
-                    backend=args.backend), host=args.host, port=args.port)
-    return 0
+    # The HTTP stack (FastAPI, uvicorn, the service) loads only for this command, by name: `detect` must start fast.
+    return importlib.import_module("voicelib.serve.app").serve_command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -109,3 +109,80 @@ def backup_if_exists(path: str | os.PathLike) -> Path | None:
         n += 1
     shutil.copy2(path, backup)
     return backup
+
+
+class RunDir:
+    """Every path a pipeline run writes under reports/<language>/<run-id>/: the only place their names are spelt.
+
+    The stages talk only through these files (docs/DESIGN.md, "Run directory"), so a stage can be rerun alone
+    and the report is built from them alone.
+    """
+
+    STAGE_FILES = {  # file -> the stage that writes it (docs/DESIGN.md's table; tests keep the two in step)
+        "params.json": "run_pipeline.py", "stages.json": "run_pipeline.py",
+        "manifest.csv": "01_collect_data", "quarantine.csv": "01_collect_data", "data_summary.json": "01_collect_data",
+        "augment/augment.json": "02_augment", "augment/examples/": "02_augment",
+        "model/": "03_finetune", "history.csv": "03_finetune", "train.json": "03_finetune",
+        "metrics.json": "04_evaluate", "scores.csv": "04_evaluate", "val_scores.csv": "04_evaluate",
+        "lofo.json": "04_evaluate", "lofo_scores.csv": "04_evaluate", "lofo_val_scores.csv": "04_evaluate",
+        "lofo/": "04_evaluate", "final_model/": "05_final_fit", "final.json": "05_final_fit",
+        "index.html": "06_report",
+    }
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    def _path(self, name: str) -> Path:
+        return self.root / name.rstrip("/")
+
+    # written by run_pipeline.py
+    params = property(lambda self: self._path("params.json"))
+    stages = property(lambda self: self._path("stages.json"))
+    # 01_collect_data
+    manifest = property(lambda self: self._path("manifest.csv"))
+    quarantine = property(lambda self: self._path("quarantine.csv"))
+    data_summary = property(lambda self: self._path("data_summary.json"))
+    # 02_augment
+    augment_dir = property(lambda self: self._path("augment/"))
+    augment_config = property(lambda self: self._path("augment/augment.json"))
+    augment_examples = property(lambda self: self._path("augment/examples/"))
+    # 03_finetune
+    model = property(lambda self: self._path("model/"))
+    history = property(lambda self: self._path("history.csv"))
+    train_summary = property(lambda self: self._path("train.json"))
+    # 04_evaluate
+    metrics = property(lambda self: self._path("metrics.json"))
+    scores = property(lambda self: self._path("scores.csv"))
+    val_scores = property(lambda self: self._path("val_scores.csv"))
+    lofo = property(lambda self: self._path("lofo.json"))
+    lofo_scores = property(lambda self: self._path("lofo_scores.csv"))
+    lofo_val_scores = property(lambda self: self._path("lofo_val_scores.csv"))
+    lofo_folds = property(lambda self: self._path("lofo/"))
+    # 05_final_fit
+    final_model = property(lambda self: self._path("final_model/"))
+    final_summary = property(lambda self: self._path("final.json"))
+    # 06_report
+    index = property(lambda self: self._path("index.html"))
+
+    def notebook(self, stage: str) -> Path:
+        """The executed copy of a stage's notebook."""
+        return self.root / f"{stage}.ipynb"
+
+    def notebook_html(self, stage: str) -> Path:
+        """The stage's notebook rendered to HTML."""
+        return self.root / f"{stage}.html"
+
+    def read(self, path: Path) -> Any:
+        """The JSON file's content, or {} when the stage that writes it has not run."""
+        return read_json(path) if path.is_file() else {}
+
+    @staticmethod
+    def latest(runs_dir: str | os.PathLike) -> Path:
+        """reports/<language>/latest.json: the newest completed run of a language."""
+        return Path(runs_dir) / "latest.json"

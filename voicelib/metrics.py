@@ -1,9 +1,12 @@
 """Score metrics shared by training (model selection) and evaluation: EER, ROC/DET points, Platt calibration."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from scipy.special import expit
-from scipy.stats import norm, rankdata
+
+log = logging.getLogger(__name__)
 
 
 def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +58,8 @@ def det_points(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     """Return DET curve coordinates (probit of false-positive rate, probit of miss rate)."""
     fpr, tpr, _ = roc_points(labels, scores)
     eps = 1e-4
+    from scipy.stats import norm  # heavy (0.5 s): only the DET plot needs it, never the scoring path
+
     return norm.ppf(np.clip(fpr, eps, 1 - eps)), norm.ppf(np.clip(1 - tpr, eps, 1 - eps))
 
 
@@ -85,6 +90,8 @@ def apply_platt(scores, a: float, b: float) -> np.ndarray:
 def roc_auc(labels, scores) -> float:
     """Return the area under the ROC curve (probability that an AI clip outscores a human one, ties half)."""
     labels, scores = _check(labels, scores)
+    from scipy.stats import rankdata  # heavy (0.5 s): only evaluation ranks, never the scoring path
+
     ranks = rankdata(scores)
     n_pos = int(labels.sum())
     n_neg = labels.size - n_pos
@@ -180,3 +187,25 @@ def inconclusive_band(labels, probs, threshold: float, *, accuracy: float = 0.95
         if decided.any() and float(((probs[decided] >= threshold).astype(int) == labels[decided]).mean()) >= accuracy:
             return float(band)
     return float(high)
+
+
+MIN_CALIBRATION_CLIPS = 10  # per class: fewer held-out clips than this give no Platt calibration
+
+
+def calibrate(labels, scores, threshold: float, *, source: str,
+              warn: bool = True) -> tuple[tuple[float, float], float, str | None]:
+    """Platt calibration and inconclusive band from held-out clip scores: ((a, b), band, why refused or None).
+
+    Fewer than MIN_CALIBRATION_CLIPS of a class give no calibration (a=1, b=0) and say so.
+    """
+    labels = np.asarray(labels).astype(int)
+    n_ai, n_human = int(labels.sum()), int((labels == 0).sum())
+    refused = None
+    if min(n_ai, n_human) < MIN_CALIBRATION_CLIPS:
+        refused = (f"not calibrated: {source} has {n_ai} AI and {n_human} human clips (< {MIN_CALIBRATION_CLIPS} "
+                   "of a class); scores are the raw sigmoid, and the threshold rests on few clips")
+        if warn:
+            log.warning(refused)
+    a, b = fit_platt(labels, scores) if refused is None else (1.0, 0.0)
+    band = inconclusive_band(labels, apply_platt(scores, a, b), float(apply_platt(threshold, a, b)))
+    return (float(a), float(b)), band, refused

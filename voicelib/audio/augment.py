@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 from scipy import signal
-from tqdm.auto import tqdm
 
 from voicelib.audio import decode, dsp
-from voicelib.files import file_hash, write_json
+from voicelib.files import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -355,67 +353,12 @@ class Augmenter:
         return self.apply(wave, sr, rng)[0]
 
 
-def _clip_rng(seed: int, key: object, k: int) -> np.random.Generator:
+def clip_rng(seed: int, key: object, k: int) -> np.random.Generator:
     """A generator that depends only on the seed, the clip (its hash) and the variant number."""
     digest = int(hashlib.sha256(str(key).encode()).hexdigest()[:15], 16)
     return np.random.default_rng([seed, digest, k])
 
 
-def examples(manifest: pd.DataFrame, out_dir: str | Path, *, config: AugmentConfig | None = None, n: int = 4,
-             seed: int = 0, sr: int = 16000, seconds: float = 4.0) -> pd.DataFrame:
-    """Write before/after WAV pairs for `n` clips per class to out_dir/examples; return what was applied."""
-    out_dir = Path(out_dir)
-    aug = Augmenter(config)
-    pool = manifest[manifest["split"] == "train"] if "split" in manifest else manifest
-    rows = []
-    for label, group in pool.groupby("label", sort=True):
-        for i, row in enumerate(group.sample(n=min(n, len(group)), random_state=seed).itertuples()):
-            rng = _clip_rng(seed, row.hash, 0)
-            wave = random_crop(decode.load(row.path, sr=sr), sr, rng, seconds=min(seconds, row.duration))
-            after, applied = aug.apply(wave, sr, rng)
-            while not applied and any(getattr(aug.config, f"p_{k}") > 0 for k in {**TRANSFORMS, **CHANNEL_TRANSFORMS}):
-                after, applied = aug.apply(wave, sr, rng)  # an example that shows nothing is useless
-            before_path = decode.save(out_dir / "examples" / f"{label}_{i}_before.wav", wave, sr)
-            after_path = decode.save(out_dir / "examples" / f"{label}_{i}_after.wav", after, sr)
-            rows.append({"label": label, "source_path": row.path, "before": str(before_path),
-                         "after": str(after_path), "transforms": ",".join(applied)})
-    table = pd.DataFrame(rows)
-    write_json(out_dir / "augment.json", {"config": aug.config.to_dict(), "seed": seed,
-                                          "examples": table.to_dict(orient="records")})
-    return table
-
-
-def materialise(manifest: pd.DataFrame, out_dir: str | Path, *, config: AugmentConfig | None = None,
-                n_variants: int = 1, seed: int = 0, sr: int = 16000,
-                splits: tuple[str, ...] = ("train",)) -> pd.DataFrame:
-    """Write `n_variants` augmented copies of each clip in `splits`; return their manifest rows.
-
-    Variants keep the parent's split, speaker and group (so splits stay leak-free) and carry
-    source 'augment' and the parent's hash. Existing variant files are reused, so reruns resume.
-    """
-    out_dir = Path(out_dir)
-    aug = Augmenter(config)
-    pool = manifest[manifest["split"].isin(splits)] if "split" in manifest else manifest
-    rows = []
-    for row in tqdm(list(pool.itertuples(index=False)), desc="augment", disable=n_variants == 0):
-        wave = None
-        for k in range(n_variants):
-            path = out_dir / str(row.label) / f"{row.hash}_aug{k}.flac"
-            applied: list[str] = []
-            if not path.exists():
-                wave = decode.load(row.path, sr=sr) if wave is None else wave
-                after, applied = aug.apply(wave, sr, _clip_rng(seed, row.hash, k + 1))
-                decode.save(path, after, sr)
-            new = {**row._asdict(), "path": str(path), "source": "augment", "parent_hash": row.hash,
-                   "hash": file_hash(path), "duration": decode.info(path).duration, "augment": ",".join(applied)}
-            rows.append(new)
-    logger.info("materialised %d augmented variants of %d clips into %s", len(rows), len(pool), out_dir)
-    return (pd.DataFrame(rows, columns=list(pool.columns) + ["parent_hash", "augment"]) if not rows
-            else pd.DataFrame(rows))
-
-
 def read_config(path: str | Path) -> AugmentConfig:
     """The AugmentConfig stage 02 wrote into augment.json."""
-    from voicelib.files import read_json
-
     return AugmentConfig.from_dict(read_json(path)["config"])

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from voicelib.audio import decode
+from voicelib.audio.preprocess import prepare
 from voicelib.files import atomic_path, file_hash
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,6 @@ class AudioCache:
         if not target.exists():
             wave = decode.load(path, sr=self.sr)
             if self.preprocess is not None:
-                from voicelib.audio.preprocess import prepare
 
                 wave = prepare(wave, self.sr, self.preprocess)
             self.decoded += 1

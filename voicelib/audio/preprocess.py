@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from voicelib.audio import dsp
+from voicelib.config import from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,6 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
         """Rebuild a config, refusing keys this version does not know (a model saved by a newer voicelib?)."""
-        from voicelib.config import from_dict
 
         return from_dict(cls, data)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from voicelib.errors import DataError
+from voicelib.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ def connect(address: str):
 
 def check_shared(client, root: str | os.PathLike) -> int:
     """Write a marker under `root` here and check that every worker reads it back; return the number of workers."""
-    from voicelib.files import atomic_write
 
     root = Path(root).resolve()
     marker = root / MARKER_DIR / f"shared-{uuid.uuid4().hex}.txt"

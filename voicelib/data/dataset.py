@@ -25,6 +25,8 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 
 from voicelib.audio.augment import Augmenter, _fit_length, random_crop
 from voicelib.audio.cache import AudioCache
+from voicelib.data.manifest import family_of
+from voicelib.data.manifest import summary as table
 from voicelib.errors import DataError
 from voicelib.languages import LANGUAGE_NAMES
 
@@ -53,7 +55,6 @@ def family_indices(frame: pd.DataFrame, families: Sequence[str] | None) -> np.nd
     """Family-head targets: index into `families` for AI clips, -1 for humans, unknown families or no head."""
     if not families:
         return np.full(len(frame), -1, dtype=np.int64)
-    from voicelib.data.manifest import family_of
 
     lookup = {name: i for i, name in enumerate(families)}
     index = family_of(frame).map(lambda f: lookup.get(f, -1)).to_numpy(dtype=np.int64)
@@ -179,7 +180,6 @@ def segments_per_epoch(frame: pd.DataFrame, segment_seconds: float) -> int:
 
 def data_summary(train: pd.DataFrame, val: pd.DataFrame) -> dict[str, Any]:
     """Clips, minutes, speakers and languages per split and label (stored with the model)."""
-    from voicelib.data.manifest import summary as table
 
     summary: dict[str, Any] = {}
     for split, frame in (("train", train), ("val", val)):

@@ -6,7 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
+from voicelib import metrics
 from voicelib.metrics import eer
+from voicelib.model.gmm import LfccGmm
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +139,25 @@ class ShortcutProbe:
             warning = None
         return {"eer": rate, "verdict": "shortcuts" if warning else "no strong shortcut",
                 "warn_below_eer": self.warn_eer, "weights": weights, "warning": warning}
+
+
+def run_baselines(train: tuple, test: tuple, *, seed: int, sr: int, gmm_components: int = 32) -> tuple[dict, dict]:
+    """Fit the LFCC-GMM and the shortcut probe on train waves, score the test waves; return (metrics, scores)."""
+    (train_w, train_y), (test_w, test_y) = train, test
+    gmm = LfccGmm(n_components=gmm_components, seed=seed, sample_rate=sr).fit(train_w, train_y)
+    ll = gmm.class_logliks(test_w)
+    gmm_scores, novelty = ll[:, 1] - ll[:, 0], -ll[:, 0]
+    gmm_eer, gmm_thr = metrics.eer(test_y, gmm_scores)
+    lfcc = {"eer": gmm_eer, "roc_auc": metrics.roc_auc(test_y, gmm_scores), "n_components": gmm_components,
+            "features": "LFCC 20 + deltas + double deltas", "score": "mean frame log-likelihood ratio, AI minus human"}
+    # a baseline decision at LLR 0 (equal likelihood), not tuned on test
+    lfcc.update({k: v for k, v in metrics.binary_metrics(test_y, gmm_scores, 0.0).items()
+                 if k in ("accuracy", "confusion")})
+    probe = ShortcutProbe(seed=seed).fit(shortcut_matrix(train_w, sr), train_y)
+    probe_scores = probe.score(shortcut_matrix(test_w, sr))
+    verdict = probe.verdict(test_y, probe_scores)
+    verdict["roc_auc"] = metrics.roc_auc(test_y, probe_scores)
+    one_class = {"eer": metrics.eer(test_y, novelty)[0], "roc_auc": metrics.roc_auc(test_y, novelty),
+                 "score": "negative mean frame log-likelihood under the human GMM (one-class: unlike human speech)"}
+    return ({"lfcc_gmm": lfcc, "gmm_novelty": one_class, "shortcut_probe": verdict},
+            {"lfcc_gmm": gmm_scores, "gmm_novelty": novelty, "shortcut_probe": probe_scores})

@@ -7,69 +7,29 @@ use the calibrated probability against the calibrated threshold; the two agree b
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from voicelib import metrics
-from voicelib.audio import decode
+from voicelib.data.manifest import family_of, label_array
 from voicelib.evaluation import unseen
-from voicelib.evaluation.baselines import NAMES, ShortcutProbe, shortcut_matrix
-from voicelib.files import atomic_path, write_json
+from voicelib.evaluation.baselines import NAMES, run_baselines
+from voicelib.evaluation.clips import labelled_waves, score_split
+from voicelib.evaluation.robustness import CONDITIONS, robustness
+from voicelib.files import RunDir, atomic_path, write_json
 from voicelib.metrics import compute_metrics, eer  # noqa: F401 - eer is part of this module's API
-from voicelib.model.gmm import LfccGmm
+from voicelib.scoring.decisions import classify
+from voicelib.scoring.load import load_detector
 
 log = logging.getLogger(__name__)
 
+
 BREAKDOWNS = ("language", "family", "engine", "source")
-MP3_LEVEL = {32: 0.8421, 64: 0.6316}  # libsndfile CBR level for MPEG-2 layer III at 16 kHz: 160 - 152 * level kbps
-
-
-def _mp3(kbps: int) -> Callable:
-    def encode(wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-        import soundfile as sf
-
-        buffer = io.BytesIO()
-        sf.write(buffer, np.clip(wave, -1, 1), sr, format="MP3", subtype="MPEG_LAYER_III",
-                 compression_level=MP3_LEVEL[kbps], bitrate_mode="CONSTANT")
-        data = buffer.getvalue()
-        return decode.decode_bytes(data, sr=sr, name=f"<mp3 {kbps} kbps>"), len(data)
-    return encode
-
-
-def _opus(wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    data = decode.encode_bytes(wave, sr, format="opus", compression_level=0.9)
-    return decode.decode_bytes(data, sr=sr, name="<opus>"), len(data)
-
-
-def _telephone(wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    from voicelib.audio.augment import telephone
-
-    return telephone(wave, sr, rng, band=(300.0, 3400.0), resample_8k=1.0), 0
-
-
-def _noise(wave: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    from voicelib.audio.augment import add_noise
-
-    return add_noise(wave, sr, rng, snr_db=(10.0, 10.0), colors=("white",)), 0
-
-
-CONDITIONS: dict[str, Callable] = {
-    "mp3_32kbps": _mp3(32), "mp3_64kbps": _mp3(64), "opus_vbr_low": _opus,
-    "telephone_8khz": _telephone, "white_noise_10db": _noise,
-}
-
-
-def degrade(wave: np.ndarray, sr: int, condition: str, *, seed: int) -> tuple[np.ndarray, int]:
-    """Apply one robustness condition with fixed, seeded parameters; return (wave, encoded bytes or 0)."""
-    if condition not in CONDITIONS:
-        raise ValueError(f"unknown robustness condition {condition!r}; choose from {', '.join(CONDITIONS)}")
-    return CONDITIONS[condition](np.asarray(wave, dtype=np.float32), sr, np.random.default_rng(seed))
 
 
 def _cell(sub: pd.DataFrame, other: pd.DataFrame | None, *, threshold: float, score: str) -> dict:
@@ -125,87 +85,6 @@ def calibration_summary(a: float, b: float, *, val: tuple | None, test: tuple, m
     return out
 
 
-def load_waves(frame: pd.DataFrame, sr: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Decode every clip of a manifest part; return the waves and a mask of those that loaded."""
-    waves, ok = [], []
-    for path in frame["path"]:
-        try:
-            waves.append(decode.load(path, sr=sr))
-            ok.append(True)
-        except decode.AudioError as exc:
-            log.warning("skipping %s", exc)
-            ok.append(False)
-    return waves, np.array(ok, dtype=bool)
-
-
-def score_waves(detector, waves: Sequence[np.ndarray], *, chunk_duration: float, overlap: float,
-                files_per_batch: int = 32) -> pd.DataFrame:
-    """Mean AI logit and calibrated probability per wave, scored the way detection scores files."""
-    rows = []
-    for i in range(0, len(waves), files_per_batch):
-        part = waves[i:i + files_per_batch]
-        for r in detector.score_arrays(part, detector.sample_rate, chunk_duration=chunk_duration, overlap=overlap):
-            families = r.get("familyDistribution") or {}
-            rows.append({"logit": r.get("aiLogit", np.nan), "prob": r.get("aiScore", np.nan), "error": r.get("error"),
-                         "predicted_family": max(families, key=families.get) if families else None})
-    frame = pd.DataFrame(rows)
-    has_head = "predicted_family" in frame and frame["predicted_family"].notna().any()
-    return frame if has_head else frame.drop(columns="predicted_family", errors="ignore")
-
-
-def robustness(detector, waves: Sequence[np.ndarray], labels, *, seed: int, chunk_duration: float,
-               overlap: float, conditions: Sequence[str] = tuple(CONDITIONS)) -> tuple[dict, dict]:
-    """Re-encode every test clip under each condition and re-score; return ({condition: metrics}, scores)."""
-    out, scores = {}, {}
-    sr = detector.sample_rate
-    for k, name in enumerate(conditions):
-        degraded, size = [], 0
-        for i, w in enumerate(waves):
-            d, n_bytes = degrade(w, sr, name, seed=seed * 1000 + 97 * k + i)
-            degraded.append(d)
-            size += n_bytes
-        s = score_waves(detector, degraded, chunk_duration=chunk_duration, overlap=overlap)
-        ok = s["error"].isna().to_numpy()
-        y = np.asarray(labels)[ok]
-        out[name] = {"eer": metrics.eer(y, s["logit"][ok])[0], "roc_auc": metrics.roc_auc(y, s["logit"][ok]),
-                     "accuracy": float(((s["prob"][ok] >= detector.threshold).astype(int) == y).mean()),
-                     "n": int(ok.sum())}
-        if size:
-            out[name]["mean_kbps"] = size * 8 / 1000 / (sum(len(w) for w in waves) / sr)
-        scores[name] = s["logit"].to_numpy()
-        log.info("robustness %s: EER %.3f", name, out[name]["eer"])
-    return out, scores
-
-
-def run_baselines(train: tuple, test: tuple, *, seed: int, sr: int, gmm_components: int = 32) -> tuple[dict, dict]:
-    """Fit the LFCC-GMM and the shortcut probe on train waves, score the test waves; return (metrics, scores)."""
-    (train_w, train_y), (test_w, test_y) = train, test
-    gmm = LfccGmm(n_components=gmm_components, seed=seed, sample_rate=sr).fit(train_w, train_y)
-    ll = gmm.class_logliks(test_w)
-    gmm_scores, novelty = ll[:, 1] - ll[:, 0], -ll[:, 0]
-    gmm_eer, gmm_thr = metrics.eer(test_y, gmm_scores)
-    lfcc = {"eer": gmm_eer, "roc_auc": metrics.roc_auc(test_y, gmm_scores), "n_components": gmm_components,
-            "features": "LFCC 20 + deltas + double deltas", "score": "mean frame log-likelihood ratio, AI minus human"}
-    # a baseline decision at LLR 0 (equal likelihood), not tuned on test
-    lfcc.update({k: v for k, v in metrics.binary_metrics(test_y, gmm_scores, 0.0).items()
-                 if k in ("accuracy", "confusion")})
-    probe = ShortcutProbe(seed=seed).fit(shortcut_matrix(train_w, sr), train_y)
-    probe_scores = probe.score(shortcut_matrix(test_w, sr))
-    verdict = probe.verdict(test_y, probe_scores)
-    verdict["roc_auc"] = metrics.roc_auc(test_y, probe_scores)
-    one_class = {"eer": metrics.eer(test_y, novelty)[0], "roc_auc": metrics.roc_auc(test_y, novelty),
-                 "score": "negative mean frame log-likelihood under the human GMM (one-class: unlike human speech)"}
-    return ({"lfcc_gmm": lfcc, "gmm_novelty": one_class, "shortcut_probe": verdict},
-            {"lfcc_gmm": gmm_scores, "gmm_novelty": novelty, "shortcut_probe": probe_scores})
-
-
-def _labels(frame: pd.DataFrame) -> np.ndarray:
-    """0/1 labels from 'human'/'ai' strings, refusing anything else."""
-    y = frame["label"].astype(str).str.lower().map({"human": 0, "ai": 1})
-    if y.isna().any():
-        raise ValueError(f"manifest labels must be 'human' or 'ai'; found {sorted(set(frame['label'][y.isna()]))}")
-    return y.to_numpy(dtype=int)
-
 
 def _bootstrap(frame: pd.DataFrame, *, threshold_logit: float, seed: int, n_boot: int) -> dict:
     """Speaker-level bootstrap when each class has >= 5 test speakers, clip-level otherwise (said so)."""
@@ -217,17 +96,6 @@ def _bootstrap(frame: pd.DataFrame, *, threshold_logit: float, seed: int, n_boot
                         "clips within each class (fewer than 5 test speakers in a class; intervals are optimistic)")
     ci["n_boot"], ci["level"] = n_boot, 0.95
     return ci
-
-
-def _score_split(det, frame: pd.DataFrame, kw: dict) -> tuple[pd.DataFrame, list[np.ndarray], int]:
-    """Load and score one split; return (rows that scored with y/logit/prob, their waves, number that failed)."""
-    waves, ok = load_waves(frame, det.sample_rate)
-    scored = score_waves(det, waves, **kw)
-    keep = scored["error"].isna().to_numpy()
-    part = pd.concat([frame[ok].reset_index(drop=True), scored.drop(columns="error")], axis=1)[keep]
-    part = part.reset_index(drop=True)
-    part["y"] = _labels(part)
-    return part, [w for w, k in zip(waves, keep) if k], int((~ok).sum() + (~keep).sum())
 
 
 def _headline(det, test: pd.DataFrame, *, seed: int, n_boot: int) -> dict:
@@ -250,25 +118,25 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
 
     Figures are drawn from those files by voicelib.report.plots (the report and the notebook do it).
     """
-    from voicelib.scoring.detect import Detector
 
     out_dir = Path(out_dir)
+    run = RunDir(out_dir)
     parts = {s: manifest[manifest["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
-    if len(parts["test"]) == 0 or len(set(_labels(parts["test"]))) < 2:
+    if len(parts["test"]) == 0 or len(set(label_array(parts["test"]))) < 2:
         raise ValueError("evaluate_run: the test split needs human and AI clips; check manifest.assign_splits")
-    det = Detector.load(model_dir, device=device, band=band)
+    det = load_detector(model_dir, device=device, band=band)
     band = det.band  # the model's own (sized on validation) unless one was given
     kw = {"chunk_duration": chunk_duration, "overlap": overlap}
-    test, test_waves, n_failed = _score_split(det, parts["test"], kw)
+    test, test_waves, n_failed = score_split(det, parts["test"], kw)
     result = _headline(det, test, seed=seed, n_boot=n_boot)
     result.update(n_test_failed=n_failed, model_dir=_relative(model_dir, out_dir), seed=seed,
                   scoring={**kw, "clip_score": "Platt(mean chunk logit)", "band": band})
-    val_frame, _, _ = _score_split(det, parts["val"], kw) if len(parts["val"]) else (None, None, 0)
+    val_frame, _, _ = score_split(det, parts["val"], kw) if len(parts["val"]) else (None, None, 0)
     val = None
     if val_frame is not None and val_frame["y"].nunique() == 2:
         val = (val_frame["y"].to_numpy(), val_frame["logit"].to_numpy())
         val_frame["classification"] = [det_class(p, det.threshold, band) for p in val_frame["prob"]]
-        _write_scores(val_frame, out_dir / "val_scores.csv")
+        _write_scores(val_frame, run.val_scores)
     if val is not None:
         rate, thr = metrics.eer(*val)
         result["val_check"] = {"eer": rate, "eer_threshold_logit": thr,
@@ -280,7 +148,7 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
         result["robustness"], rob = robustness(det, test_waves, test["y"], seed=seed, conditions=conditions, **kw)
         test = test.assign(**{f"robust_{k}": v for k, v in rob.items()})
     if baselines:
-        train, train_waves, _ = _score_split_waves(parts["train"], det.sample_rate)
+        train, train_waves, _ = labelled_waves(parts["train"], det.sample_rate)
         seen = lambda waves: [det.prepared(w) for w in waves]  # noqa: E731 - the baselines see what the model sees
         result["baselines"], base = run_baselines((seen(train_waves), train), (seen(test_waves), test["y"].to_numpy()),
                                                   seed=seed, sr=det.sample_rate, gmm_components=gmm_components)
@@ -296,8 +164,8 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
     test["seen"] = unseen.seen_status(test, parts["train"], parts["val"])
     if "predicted_family" in test:
         result["attribution"] = attribution(test, det.families)
-    _write_scores(test, out_dir / "scores.csv")
-    write_json(out_dir / "metrics.json", _jsonable(result))
+    _write_scores(test, run.scores)
+    write_json(run.metrics, _jsonable(result))
     log.info("test EER %.3f, AUC %.3f on %d clips", result["eer"], result["roc_auc"], len(test))
     for name in ("seen", "unseen"):
         group = result[f"{name}_engine_eer"]
@@ -309,8 +177,6 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
 
 def attribution(test: pd.DataFrame, families: Sequence[str]) -> dict:
     """Family-head accuracy on the test AI clips whose family the head knows, and the counts of true vs predicted."""
-    from voicelib.data.manifest import family_of
-
     ai = test[test["y"] == 1]
     true = family_of(ai)
     known = true.isin(list(families))
@@ -324,16 +190,8 @@ def attribution(test: pd.DataFrame, families: Sequence[str]) -> dict:
                     "never trained on can only be matched to the closest known one"}
 
 
-def _score_split_waves(frame: pd.DataFrame, sr: int) -> tuple[np.ndarray, list[np.ndarray], int]:
-    """Labels and waves of the clips of a split that decode (for the baselines, which need no model)."""
-    waves, ok = load_waves(frame, sr)
-    return _labels(frame[ok]), waves, int((~ok).sum())
-
-
 def det_class(prob: float, threshold: float, band: float) -> str:
     """Classification of one probability, as detection reports it."""
-    from voicelib.scoring.detect import classify
-
     return classify(prob, threshold, band=band)[0]
 
 

@@ -3,7 +3,7 @@
 For each AI family F: train on the train split *without* F's clips, validate on the validation split and
 the other families' test clips (the same recipe, budget and seed for every fold), then score every clip
 of F against the test humans. LFCC-GMM is fitted and scored on the same folds, and fused with the
-network by a logistic regression fitted on the fold's validation clips (voicelib.scoring.fusion.fit_lr). The
+network by a logistic regression fitted on the fold's validation clips (voicelib.evaluation.fusion.fit_lr). The
 pooled figure puts every fold's held-out AI scores against its human scores; the mean over families
 weights each family alike. Used by the evaluation stage (optional,
 `leave_one_family_out`) and by bench/bench_generalise.py.
@@ -24,8 +24,16 @@ import pandas as pd
 from voicelib import metrics
 from voicelib.audio.augment import AugmentConfig
 from voicelib.data import manifest
-from voicelib.files import read_json, write_json
+from voicelib.errors import DataError
+from voicelib.evaluation import clips
+from voicelib.evaluation.fusion import fit_lr
+from voicelib.files import RunDir, read_json, write_json
 from voicelib.model.config import ModelConfig
+from voicelib.model.gmm import LfccGmm
+from voicelib.model.saving import CONFIG
+from voicelib.scoring.load import load_detector
+from voicelib.training.config import TrainConfig
+from voicelib.training.fit import fit
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +42,8 @@ MIN_CLIPS = 5  # a family needs this many AI clips to be a fold
 
 def recipe(model_dir: str | os.PathLike, **train_overrides: Any):
     """The TrainConfig and ModelConfig a trained model was made with (its family classes cleared for refitting)."""
-    from voicelib.training.train import TrainConfig
 
-    config = read_json(Path(model_dir) / "config.json")
+    config = read_json(Path(model_dir) / CONFIG)
     train_config = TrainConfig.from_dict({**config.get("train_config", {}), **train_overrides})
     model_config = dataclasses.replace(ModelConfig.from_dict(config["model"]), families=())
     return train_config, model_config
@@ -75,9 +82,8 @@ def fold(split: pd.DataFrame, family: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _waves(frame: pd.DataFrame, sr: int) -> list[np.ndarray]:
     """Every clip of the frame decoded once at the detector's rate; ValueError when one does not decode."""
-    from voicelib.evaluation import evaluate
 
-    waves, ok = evaluate.load_waves(frame, sr)
+    waves, ok = clips.load_waves(frame, sr)
     if not ok.all():
         raise ValueError(f"{int((~ok).sum())} clips did not decode; run the collection stage again")
     return waves
@@ -85,20 +91,17 @@ def _waves(frame: pd.DataFrame, sr: int) -> list[np.ndarray]:
 
 def _logits(det, waves: list[np.ndarray]) -> np.ndarray:
     """Mean AI logit per clip, scored as detection scores files."""
-    from voicelib.evaluation import evaluate
 
-    return evaluate.score_waves(det, waves, chunk_duration=3.0, overlap=0.5)["logit"].to_numpy()
+    return clips.score_waves(det, waves, chunk_duration=3.0, overlap=0.5)["logit"].to_numpy()
 
 
 def _gmm_scores(det, trainval: pd.DataFrame, wave_sets: list[list[np.ndarray]], *, seed: int,
                 components: int) -> list[pd.DataFrame]:
     """LFCC-GMM fitted on the fold's train rows, seeing what the fold's network sees; per wave set its LLR
     (`lfcc_gmm`) and its one-class score (`gmm_novelty`, the negative log-likelihood under the human GMM)."""
-    from voicelib.evaluation import evaluate
-    from voicelib.model.gmm import LfccGmm
 
     train = trainval[trainval["split"] == "train"]
-    waves, ok = evaluate.load_waves(train, det.sample_rate)
+    waves, ok = clips.load_waves(train, det.sample_rate)
     labels = (train["label"] == "ai").to_numpy(dtype=int)[ok]
     gmm = LfccGmm(n_components=components, seed=seed).fit([det.prepared(w) for w, k in zip(waves, ok) if k], labels)
     out = []
@@ -110,11 +113,9 @@ def _gmm_scores(det, trainval: pd.DataFrame, wave_sets: list[list[np.ndarray]], 
 
 def _fused(val: pd.DataFrame, test: pd.DataFrame, *, seed: int) -> tuple[np.ndarray | None, str]:
     """Network logit and LFCC-GMM score fused by the logistic regression fusion fits on the fold's validation."""
-    from voicelib.errors import DataError
-    from voicelib.scoring import fusion
 
     try:
-        weights, bias = fusion.fit_lr(val.assign(split="val"), ["logit", "lfcc_gmm"], seed=seed)
+        weights, bias = fit_lr(val.assign(split="val"), ["logit", "lfcc_gmm"], seed=seed)
     except DataError as exc:
         return None, str(exc)
     return test[["logit", "lfcc_gmm"]].to_numpy(dtype=float) @ np.asarray(weights) + bias, ""
@@ -129,15 +130,13 @@ def one_fold(split: pd.DataFrame, family: str, *, train_config, model_config: Mo
     Returns (summary row, per-clip test scores, per-clip scores of the fold's validation clips); the
     validation scores are what a fusion or a threshold for this fold may be fitted on.
     """
-    from voicelib.training import train
 
     trainval, test = fold(split, family)
     start = time.perf_counter()
-    result = train.fit(trainval, train_config, out_dir=Path(out_dir) / "model", model_config=model_config,
+    result = fit(trainval, train_config, out_dir=Path(out_dir) / "model", model_config=model_config,
                        augment_config=augment_config, device=device, cache_dir=cache_dir, progress=False)
-    from voicelib.scoring.detect import Detector
 
-    det = Detector.load(result.model_dir, device=device)
+    det = load_detector(result.model_dir, device=device)
     test_waves = _waves(test, det.sample_rate)  # decoded once: the network and LFCC-GMM score the same waves
     y = (test["label"] == "ai").to_numpy(dtype=int)
     logits = _logits(det, test_waves)
@@ -206,7 +205,7 @@ def run(split: pd.DataFrame, *, train_config, model_config: ModelConfig, augment
 
     lofo.json is rewritten after each fold: a long run keeps the folds it finished.
     """
-    out_dir = Path(out_dir)
+    run_files = RunDir(out_dir)
     families = held_out_families(split) if families is None else families
     if not families:
         raise ValueError(f"leave one family out: no AI family has {MIN_CLIPS}+ clips with another family left to "
@@ -214,55 +213,15 @@ def run(split: pd.DataFrame, *, train_config, model_config: ModelConfig, augment
     rows, parts, val_parts = [], [], []
     for family in families:
         row, scores, val_scores = one_fold(split, family, train_config=train_config, model_config=model_config,
-                               augment_config=augment_config, out_dir=out_dir / "lofo" / family, cache_dir=cache_dir,
-                               device=device, seed=seed, n_boot=n_boot, gmm_components=gmm_components)
+                                           augment_config=augment_config, out_dir=run_files.lofo_folds / family,
+                                           cache_dir=cache_dir, device=device, seed=seed, n_boot=n_boot,
+                                           gmm_components=gmm_components)
         rows.append(row)
         parts.append(scores)
         val_parts.append(val_scores)
         result = {**summarise(rows, pd.concat(parts, ignore_index=True)), "train_config": train_config.to_dict(),
                   "complete": len(rows) == len(families)}
-        write_json(out_dir / "lofo.json", result)
-    pd.concat(parts, ignore_index=True).to_csv(out_dir / "lofo_scores.csv", index=False)
-    pd.concat(val_parts, ignore_index=True).to_csv(out_dir / "lofo_val_scores.csv", index=False)
+        write_json(run_files.lofo, result)
+    pd.concat(parts, ignore_index=True).to_csv(run_files.lofo_scores, index=False)
+    pd.concat(val_parts, ignore_index=True).to_csv(run_files.lofo_val_scores, index=False)
     return result
-
-
-def run_stage(run_dir: str | os.PathLike, split: pd.DataFrame, *, enabled: bool, training: dict | None = None,
-              cache_dir: str | os.PathLike | None = None, device: str = "cpu", seed: int = 0,
-              gmm_components: int = 16) -> pd.DataFrame:
-    """The evaluation stage's optional part: the run's own recipe (with `training` changes) in every fold.
-
-    Returns one row per family (empty, and nothing written, when not enabled).
-    """
-    if not enabled:
-        log.info("leave one family out: off (set leave_one_family_out=True, or --set leave_one_family_out=true)")
-        return pd.DataFrame()
-    from voicelib.audio import augment
-
-    run_dir = Path(run_dir)
-    train_config, model_config = recipe(run_dir / "model", **(training or {}))
-    augment_config = augment.read_config(run_dir / "augment" / "augment.json")
-    result = run(split, train_config=train_config, model_config=model_config, augment_config=augment_config,
-                 out_dir=run_dir, cache_dir=cache_dir, device=device, seed=seed, gmm_components=gmm_components)
-    return table(result)
-
-
-def _pct(value: float | None) -> float | None:
-    return None if value is None else round(100 * value, 1)
-
-
-def table(result: dict[str, Any]) -> pd.DataFrame:
-    """One row per held-out family, then the mean and pooled rows (EER in %)."""
-    rows = [{"held out": r["family"], "AI clips": r["n_ai"], "human clips": r["n_human"],
-             "EER %": round(100 * r["eer"], 1),
-             "95% interval": f"{100 * r['eer_ci'][0]:.1f}-{100 * r['eer_ci'][1]:.1f}",
-             "LFCC-GMM EER %": _pct(r.get("lfcc_gmm_eer")), "one-class GMM EER %": _pct(r.get("gmm_novelty_eer")),
-             "fused EER %": _pct(r.get("fused_eer"))}
-            for r in result["folds"]]
-    for name, key in (("mean over families", "mean"), ("pooled", "pooled")):
-        if result.get(f"{key}_eer") is not None:
-            rows.append({"held out": name, "EER %": _pct(result[f"{key}_eer"]),
-                         "LFCC-GMM EER %": _pct(result.get(f"lfcc_gmm_{key}_eer")),
-                         "one-class GMM EER %": _pct(result.get(f"gmm_novelty_{key}_eer")),
-                         "fused EER %": _pct(result.get(f"fused_{key}_eer"))})
-    return pd.DataFrame(rows)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from voicelib import metrics
 from voicelib.evaluation.baselines import NAMES
+from voicelib.scoring.decisions import AI, HUMAN, classify
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,6 @@ def seen_unseen(test: pd.DataFrame, train: pd.DataFrame, val: pd.DataFrame, *, t
 def operating_point(test: pd.DataFrame, train: pd.DataFrame, val: pd.DataFrame, *, threshold: float,
                     band: float) -> dict:
     """At the shipped threshold: share of AI clips called AI_GENERATED and of humans called HUMAN, per family."""
-    from voicelib.scoring.detect import AI, HUMAN, classify
 
     calls = pd.Series([classify(p, threshold, band=band)[0] for p in test["prob"]], index=test.index)
     status = seen_status(test, train, val)

@@ -20,6 +20,11 @@ AI_HEADS = ("linear", "ocsoftmax")
 OCSOFTMAX = {"m_real": 0.9, "m_fake": 0.2, "alpha": 20.0}  # Zhang et al. 2021
 
 
+def lcnn_embedding_dim(width: int) -> int:
+    """The LCNN's embedding size for a width (5/2 of it: 80 at the published width 32)."""
+    return 5 * width // 2
+
+
 @dataclasses.dataclass
 class ModelConfig:
     """Architecture and input settings of a detector; everything needed to rebuild it."""
@@ -51,6 +56,8 @@ class ModelConfig:
         if self.width < 1 or len(self.blocks) != 4 or min(self.blocks) < 1:
             raise ValueError(f"ModelConfig: width {self.width} / blocks {self.blocks} invalid; "
                              "use width>=1 and 4 positive block counts")
+        if self.arch == "lcnn" and self.width % 2:
+            raise ValueError(f"ModelConfig: the LCNN's width {self.width} must be even (32 is the published size)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig: dropout {self.dropout} must be in [0, 1)")
         if self.segment_seconds <= 0:
@@ -65,9 +72,8 @@ class ModelConfig:
     def embedding_dim(self) -> int:
         """Size of the pooled embedding fed to the heads."""
         if self.arch == "lcnn":
-            from voicelib.model.lcnn import embedding_dim
 
-            return embedding_dim(self.width)
+            return lcnn_embedding_dim(self.width)
         return 8 * self.width
 
     def to_dict(self) -> dict[str, Any]:

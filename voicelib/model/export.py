@@ -14,11 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from voicelib.audio.features import n_frames
+from voicelib.audio.features import n_bins, n_frames
 from voicelib.errors import ModelError
 from voicelib.files import atomic_path
 from voicelib.model.layers import output_names
 from voicelib.model.resnet import ResNet18Detector
+from voicelib.model.saving import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,6 @@ class _TupleOutputs(nn.Module):
 def _as_model(model_or_dir: ResNet18Detector | str | os.PathLike) -> ResNet18Detector:
     if isinstance(model_or_dir, nn.Module):
         return model_or_dir
-    from voicelib.model.saving import load_model
 
     return load_model(model_or_dir, device="cpu")[0]
 
@@ -46,7 +46,6 @@ def _as_model(model_or_dir: ResNet18Detector | str | os.PathLike) -> ResNet18Det
 def example_features(model: ResNet18Detector, *, batch: int = 2, frames: int | None = None,
                      seed: int = 0) -> torch.Tensor:
     """Random input shaped like the model's front end output (its bins) for one segment of the model's length."""
-    from voicelib.audio.features import n_bins
 
     cfg = model.cfg
     frames = frames or n_frames(int(round(cfg.segment_seconds * cfg.features.sample_rate)), cfg.features)

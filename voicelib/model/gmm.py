@@ -6,6 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
+from voicelib.audio.features import FeatureConfig, lfcc
+
 log = logging.getLogger(__name__)
 
 
@@ -26,7 +28,6 @@ class LfccGmm:
         """
         import librosa
 
-        from voicelib.audio.features import FeatureConfig, lfcc
 
         wave = np.asarray(wave, dtype=np.float32)
         cfg = FeatureConfig(sample_rate=self.sample_rate, fmax=self.sample_rate / 2, n_lfcc=self.n_lfcc,

@@ -1,7 +1,7 @@
 """LCNN: the Max-Feature-Map light CNN of the ASVspoof 2019/2021 baselines (Lavrentyeva et al. 2019).
 
-Same interface as model.ResNet18Detector: built from a config with width / dropout / n_languages /
-features (an `LCNNConfig` or a `ModelConfig`), `embed(features)`, `forward(features)` -> {"ai", "language",
+Same interface as resnet.ResNet18Detector: built from a config with width / dropout / n_languages /
+features (a `ModelConfig` with arch="lcnn"), `embed(features)`, `forward(features)` -> {"ai", "language",
 "multi"}, a `heads` ModuleDict and `backbone_modules()`. The convolution stack is Lavrentyeva's (channels
 64-64-96-96-128-128-64-64-64 at width 32, each halved by MFM, BatchNorm without affine after the 1x1 layers,
 four 2x2 max-pools); as inputs vary in length and bins, the map is average-pooled to 4 frequency rows and
@@ -9,61 +9,18 @@ over time before the MFM fully connected layer (160 -> 80 at width 32) that give
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
 import torch
 from torch import nn
 
-from voicelib.audio.features import FeatureConfig
-from voicelib.languages import LANGUAGE_NAMES
-from voicelib.model.layers import normalize_features
+from voicelib.model.config import lcnn_embedding_dim
+from voicelib.model.layers import head_outputs, normalize_features
 
 logger = logging.getLogger(__name__)
 
 FREQ_ROWS = 4  # frequency rows kept by the pooling before the fully connected layer
-
-
-@dataclasses.dataclass
-class LCNNConfig:
-    """Settings of an LCNN detector (field names shared with ModelConfig so either can build it)."""
-
-    width: int = 32  # 32 = the published network; channels scale with width / 32
-    dropout: float = 0.5
-    n_languages: int = len(LANGUAGE_NAMES)
-    segment_seconds: float = 3.0
-    features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.features, dict):
-            self.features = FeatureConfig.from_dict(self.features)
-        if self.width < 2 or self.width % 2:
-            raise ValueError(f"LCNNConfig: width {self.width} must be an even number >= 2 (32 is the published size)")
-        if not 0.0 <= self.dropout < 1.0 or self.segment_seconds <= 0:
-            raise ValueError(f"LCNNConfig: dropout {self.dropout} must be in [0, 1) and segment_seconds positive")
-
-    @property
-    def embedding_dim(self) -> int:
-        """Size of the embedding fed to the heads (80 at width 32)."""
-        return embedding_dim(self.width)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return {**dataclasses.asdict(self), "features": self.features.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LCNNConfig:
-        """Rebuild from `to_dict()` output, refusing unknown keys."""
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"LCNNConfig: unknown keys {sorted(unknown)}; the config was written by another version")
-        return cls(**data)
-
-
-def embedding_dim(width: int) -> int:
-    """Embedding size for a width (5/2 of it, as 80 for 32)."""
-    return 5 * width // 2
 
 
 class MaxFeatureMap(nn.Module):
@@ -100,7 +57,7 @@ class LCNNDetector(nn.Module):
     def __init__(self, cfg: Any):
         super().__init__()
         self.cfg = cfg
-        w, emb = cfg.width, embedding_dim(cfg.width)
+        w, emb = cfg.width, lcnn_embedding_dim(cfg.width)
         self.body = _body(w)
         self.pool = nn.AdaptiveAvgPool2d((FREQ_ROWS, 1))
         self.fc = nn.Sequential(nn.Linear(w * FREQ_ROWS, 2 * emb), MaxFeatureMap(), nn.BatchNorm1d(emb))
@@ -126,16 +83,5 @@ class LCNNDetector(nn.Module):
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits: `ai` [B] (higher = more AI), `language` [B, n_languages], `multi` [B]."""
-        from voicelib.model.layers import head_outputs
 
         return head_outputs(self.heads, self.dropout(self.embed(features)))
-
-
-def build_lcnn(cfg: Any | None = None, *, seed: int | None = None) -> LCNNDetector:
-    """A freshly initialised LCNN (seeded when `seed` is given)."""
-    cfg = cfg or LCNNConfig()
-    if seed is None:
-        return LCNNDetector(cfg)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return LCNNDetector(cfg)

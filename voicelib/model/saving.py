@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from voicelib import __version__
 from voicelib.errors import ModelError
 from voicelib.files import atomic_path, read_json, write_json
 from voicelib.languages import LANGUAGE_NAMES
@@ -97,7 +98,6 @@ def _versions() -> dict[str, str]:
 
     import numpy as np
 
-    from voicelib import __version__
 
     return {"voicelib": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from voicelib.data.sources.online import with_retries
 from voicelib.errors import ModelError, SourceUnavailable
 from voicelib.languages import LANGUAGE_NAMES
 
@@ -90,7 +91,6 @@ def download(name: str, *, revision: str = "main", cache_dir: str | Path | None 
         RevisionNotFoundError,
     )
 
-    from voicelib.data.sources.online import with_retries
 
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None  # the hub reads it only at import time
 

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from voicelib.audio import decode
+
 SR = 16000
 CLIP_SECONDS = 4.0  # audio players keep the first seconds only, to keep the page small
 
@@ -56,7 +58,6 @@ def file_img(path: str | os.PathLike, *, alt: str = "") -> str:
 
 def load_clip(path: str | os.PathLike, seconds: float) -> np.ndarray:
     """The first `seconds` of a clip, mono at 16 kHz."""
-    from voicelib.audio import decode
 
     return decode.load(path, sr=SR)[: int(seconds * SR)]
 

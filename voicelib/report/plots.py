@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from voicelib import metrics as m
+from voicelib.audio.features import log_mel
+from voicelib.data.manifest import family_of
 from voicelib.evaluation.baselines import NAMES
 
 FIGSIZES = {"confusion_matrix": (4.2, 3.8), "roc": (5, 4.5), "det": (5, 4.5), "score_histogram": (5.5, 3.8),
@@ -25,7 +27,6 @@ def _plt():
 
 def spectrogram(wave: np.ndarray, features: Any, *, title: str = "") -> Any:
     """The model's own front end (a FeatureConfig) of a clip, as an image."""
-    from voicelib.audio.features import log_mel
 
     plt = _plt()
     spec = log_mel(np.asarray(wave, dtype=np.float32), features)
@@ -162,7 +163,6 @@ def robustness(result: dict) -> Any:
 
 def family_confusion(scores: pd.DataFrame) -> Any:
     """Attribution: true generator family of the test AI clips against the family head's prediction (row shares)."""
-    from voicelib.data.manifest import family_of
 
     plt = _plt()
     ai = scores[labels_of(scores) == 1]

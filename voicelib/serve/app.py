@@ -11,16 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import dataclasses
 import functools
-import hmac
 import logging
 import os
-import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -31,175 +25,25 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from voicelib.audio import decode
-from voicelib.errors import AudioError, AudioTooLong, ModelError
-from voicelib.languages import LANGUAGE_NAMES, language_name
+import voicelib
+from voicelib.errors import AudioError, AudioTooLong
+from voicelib.scoring.stream import fix_mmap_threshold
+from voicelib.serve.models import (
+    AUDIO_FORMATS,
+    Loaded,
+    Models,
+    Pool,
+    ServeConfig,
+    key_ok,
+    read_api_keys,
+    score_bytes,
+)
 from voicelib.serve.shapes import analyze_response, model_info, voice_detection_response
 
 log = logging.getLogger(__name__)
 
-PRESET_CHUNKS = (3.0, 5.0)  # chunk lengths run by onnxruntime sessions exported at load; others run in torch
+
 DETECTION_CHUNK, DETECTION_OVERLAP = 3.0, 0.5  # /api/voice-detection windows (the detect CLI's defaults)
-AUDIO_FORMATS = ("wav", "flac", "mp3", "ogg", "oga", "opus", "webm", "m4a", "mp4", "aac", "wma")
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Settings of one server: where the models are, who may call it and how much it accepts."""
-
-    models_root: str = "models"
-    api_keys: tuple[str, ...] = ()  # empty: no key needed (a warning is logged)
-    max_body_bytes: int = 64 * 2**20  # request bodies above this get 413
-    max_duration: float = 1800.0  # seconds of audio per request; longer gets 413
-    workers: int = 2  # scoring threads
-    queue_limit: int = 8  # requests allowed to wait for a thread; beyond that 503
-    backend: str = "auto"
-    device: str = "cpu"
-
-
-def read_api_keys(*, env: str | None = None, key_file: str | os.PathLike | None = None) -> tuple[str, ...]:
-    """Keys from a comma-separated string (VOICELIB_API_KEYS) and/or a file with one key a line (# comments)."""
-    keys = [k.strip() for k in (env or "").split(",")]
-    if key_file is not None:
-        path = Path(key_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: API key file not found; write one key per line or drop --api-key-file")
-        keys += [line.strip() for line in path.read_text().splitlines() if not line.strip().startswith("#")]
-    return tuple(dict.fromkeys(k for k in keys if k))
-
-
-def key_ok(given: str | None, keys: tuple[str, ...]) -> bool:
-    """Constant-time check of a presented key against every configured key."""
-    if not keys:
-        return True
-    presented, ok = (given or "").encode(), False
-    for key in keys:
-        ok |= hmac.compare_digest(presented, key.encode())
-    return ok
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """One language's detector, loaded completely before anyone can see it."""
-
-    language: str
-    version: str
-    detector: Any
-    torch_detector: Any  # the same network run in torch, for chunk lengths without an onnx session
-    loaded_at: str
-
-    def for_chunk(self, chunk_duration: float):
-        """The detector to use for windows of `chunk_duration` seconds."""
-        return self.detector if chunk_duration in PRESET_CHUNKS else self.torch_detector
-
-
-def load_language(language: str, config: ServeConfig) -> Loaded:
-    """Load the current model of `language` and warm it up on the preset chunk lengths; ModelError if unusable."""
-    import numpy as np
-
-    from voicelib.model import store
-    from voicelib.scoring.detect import Detector
-
-    model_dir = store.current(language, root=config.models_root)
-    det = Detector.load(model_dir, device=config.device, backend=config.backend, max_duration=config.max_duration)
-    warm = np.random.default_rng(0).standard_normal(det.sample_rate * 6).astype(np.float32) * 0.1
-    for chunk in PRESET_CHUNKS:  # exports the onnx sessions now, not during a request
-        det.score_array(warm, det.sample_rate, chunk_duration=chunk)
-    torch_det = dataclasses.replace(det, backend="torch", _sessions={})
-    return Loaded(language, model_dir.name, det, torch_det, time.strftime("%Y-%m-%dT%H:%M:%S"))
-
-
-@dataclass
-class Models:
-    """The loaded detectors by language; `reload` builds a new mapping and swaps it in one assignment."""
-
-    config: ServeConfig
-    by_language: dict[str, Loaded] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def reload(self) -> dict[str, Any]:
-        """Pick up newly promoted models; a model that fails to load keeps the previous one of its language."""
-        from voicelib.model import store
-
-        with self._lock:
-            old, new, errors = self.by_language, {}, {}
-            for language in LANGUAGE_NAMES:
-                try:
-                    version = store.current(language, root=self.config.models_root).name
-                except ModelError:
-                    continue  # no model promoted for this language
-                if language in old and old[language].version == version:
-                    new[language] = old[language]
-                    continue
-                try:
-                    new[language] = load_language(language, self.config)
-                    log.info("%s: loaded model %s", language, version)
-                except (ModelError, ValueError, OSError) as exc:
-                    errors[language] = " ".join(str(exc).split())[:300]
-                    log.error("%s: model %s not loaded: %s", language, version, errors[language])
-                    if language in old:
-                        new[language] = old[language]
-            self.by_language, self.errors = new, errors  # readers see the old or the new mapping, never a mix
-        return {"languages": {lg: m.version for lg, m in new.items()}, "errors": errors}
-
-    def pick(self, language: str | None) -> Loaded:
-        """The model for a language name or code (None: the first loaded); HTTP errors when there is none."""
-        current = self.by_language
-        if not current:
-            raise HTTPException(503, "no model is loaded; train one, promote it in the store, then POST /admin/reload")
-        if language is None:
-            return next(iter(current.values()))
-        try:
-            name = language_name(language)
-        except ValueError:
-            raise HTTPException(422, f"unknown language {language!r}; use one of {', '.join(LANGUAGE_NAMES)}") from None
-        if name not in current:
-            raise HTTPException(422, f"no model for language {name!r} on this server; loaded: {', '.join(current)}")
-        return current[name]
-
-
-class Pool:
-    """A bounded thread pool: at most workers + queue_limit requests are accepted at once, the rest get 503."""
-
-    def __init__(self, workers: int, queue_limit: int):
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voicelib-score")
-        self.workers, self.capacity, self.busy = workers, workers + queue_limit, 0
-        self._lock = threading.Lock()
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run fn(*args) on a worker thread; 503 when the pool and its queue are full."""
-        with self._lock:
-            if self.busy >= self.capacity:
-                raise HTTPException(503, f"server busy ({self.busy} requests in progress); retry in a few seconds")
-            self.busy += 1
-
-        def job() -> Any:
-            try:
-                return fn(*args)
-            finally:  # counted until the work really ends, even when the client has gone away
-                with self._lock:
-                    self.busy -= 1
-
-        return await asyncio.get_running_loop().run_in_executor(self.executor, job)
-
-
-def score_bytes(loaded: Loaded, data: bytes, suffix: str, *, chunk_duration: float, overlap: float,
-                max_duration: float) -> dict:
-    """Score one uploaded file from a temporary copy that is always removed; AudioError when unusable."""
-
-    if not data:
-        raise AudioError("upload", "the audio is empty (0 bytes); send a recording")
-    with tempfile.TemporaryDirectory(prefix="voicelib-serve-") as tmp:
-        path = Path(tmp) / f"upload.{suffix}"
-        path.write_bytes(data)
-        duration = decode.info(path).duration
-        if duration > max_duration:
-            raise AudioTooLong("upload", f"{duration:.1f} s long, over this server's limit of {max_duration:g} s; "
-                                         "send a shorter clip")
-        result = loaded.for_chunk(chunk_duration).score_path(path, chunk_duration=chunk_duration, overlap=overlap)
-    result["file"] = "upload"
-    return result
 
 
 def page_html() -> str:
@@ -366,7 +210,6 @@ async def _crashed(request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(config: ServeConfig, *, models: Models | None = None) -> FastAPI:
     """The FastAPI application for `config` (loads the models unless given)."""
-    import voicelib
 
     models = models or Models(config)
     if not models.by_language:
@@ -389,10 +232,20 @@ def run(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000) -> No
     import torch
     import uvicorn
 
-    from voicelib.scoring.stream import fix_mmap_threshold
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))  # one core share per scoring thread
     fix_mmap_threshold()  # steady memory under load (see voicelib.scoring.stream)
     app = create_app(config)
     log.info("serving %d models on http://%s:%d", len(app.state.models.by_language), host, port)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5, server_header=False)
+
+
+def serve_command(args: Any) -> int:
+    """`python -m voicelib serve`: check the options, read the API keys, run the service."""
+    if args.workers < 1 or args.queue_limit < 0 or args.max_duration <= 0 or args.max_body_mb <= 0:
+        raise ValueError("--workers must be >= 1, --queue-limit >= 0, --max-duration and --max-body-mb > 0")
+    keys = read_api_keys(env=os.environ.get("VOICELIB_API_KEYS"), key_file=args.api_key_file)
+    run(ServeConfig(models_root=args.models_root, api_keys=keys, max_body_bytes=int(args.max_body_mb * 2**20),
+                    max_duration=args.max_duration, workers=args.workers, queue_limit=args.queue_limit,
+                    backend=args.backend), host=args.host, port=args.port)
+    return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from voicelib.scoring.decisions import AI, classify
+
 
 def explain(result: dict) -> str:
     """One sentence that reads the verdict off the per-chunk scores."""
@@ -28,7 +30,6 @@ def voice_detection_response(result: dict, language: str) -> dict:
 
 def analyze_response(result: dict, loaded: Any) -> dict:
     """fAIk-Backend's response shape, with the detector's summary under `summary`."""
-    from voicelib.scoring.detect import AI, classify
 
     threshold, chunks = result["threshold"], []
     for i, c in enumerate(result["chunks"]):

@@ -11,7 +11,10 @@ from typing import Any
 
 import pandas as pd
 
+from voicelib.data import manifest, splits
 from voicelib.errors import VoiceLibError
+from voicelib.files import RunDir, read_json
+from voicelib.model.saving import MODEL_FILES, read_meta
 
 
 class CheckFailed(VoiceLibError):
@@ -38,18 +41,17 @@ def every_split_has_both_classes(df: pd.DataFrame) -> dict[str, int]:
 
 def no_leakage(path: str | os.PathLike) -> str:
     """The manifest written to disk has no speaker, group or sentence in two splits."""
-    from voicelib.data import manifest
 
-    manifest.check_leakage(manifest.read_manifest(path))
+    splits.check_leakage(manifest.read_manifest(path))
     return "no speaker, group or sentence in two splits"
 
 
-def files_written(folder: str | os.PathLike, *names: str) -> list[str]:
-    """Each named file exists (and is not empty) in `folder`."""
-    missing = [n for n in names if not (Path(folder) / n).is_file() or (Path(folder) / n).stat().st_size == 0]
+def files_written(*paths: str | os.PathLike) -> list[str]:
+    """Each file exists and is not empty; returns their names."""
+    missing = [str(p) for p in map(Path, paths) if not p.is_file() or p.stat().st_size == 0]
     if missing:
-        raise CheckFailed(f"{folder}: missing or empty {', '.join(missing)}; rerun this stage")
-    return list(names)
+        raise CheckFailed(f"missing or empty {', '.join(missing)}; rerun this stage")
+    return [Path(p).name for p in paths]
 
 
 def examples_cover_both_classes(examples: pd.DataFrame, df: pd.DataFrame) -> list[str]:
@@ -76,19 +78,22 @@ def losses_finite(history: pd.DataFrame) -> float:
     return float(history["train_loss"].iloc[-1])
 
 
-def model_has_operating_point(meta: dict[str, Any]) -> float:
+def model_dir_complete(model_dir: str | os.PathLike) -> list[str]:
+    """The model directory holds its weights, config, metrics and history."""
+    return files_written(*(Path(model_dir) / name for name in MODEL_FILES))
+
+
+def model_has_operating_point(model_dir: str | os.PathLike) -> float:
     """The model carries a threshold and a calibration fitted on validation; returns the threshold."""
+    meta = read_meta(model_dir)
     if meta.get("threshold") is None or not isinstance(meta.get("calibration"), dict):
         raise CheckFailed("the model has no validation threshold or calibration; training did not finish")
     return float(meta["threshold"])
 
 
-def final_model_consistent(run_dir: str | os.PathLike) -> str:
+def final_model_consistent(run: RunDir) -> str:
     """final.json names the shipped model; a final model carries the held-out operating point and loads."""
-    from voicelib.files import read_json
-    from voicelib.model.saving import read_meta
-
-    final = read_json(Path(run_dir) / "final.json")
+    final = read_json(run.final_summary)
     if not final.get("enabled"):
         return final.get("note", "no final fit")
     meta = read_meta(final["store_entry"])

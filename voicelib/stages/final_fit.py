@@ -19,19 +19,29 @@ from typing import Any
 import pandas as pd
 
 from voicelib import metrics
-from voicelib.files import read_json, write_json
+from voicelib.audio import augment
+from voicelib.data.manifest import read_manifest
+from voicelib.evaluation import lofo
+from voicelib.files import RunDir, read_json, write_json
+from voicelib.metrics import calibrate
+from voicelib.model import store
+from voicelib.model.saving import CONFIG, METRICS
+from voicelib.training.launch import fit
 
 log = logging.getLogger(__name__)
 
 
+def load_split(run: RunDir) -> pd.DataFrame:
+    """The manifest stage 01 wrote."""
+    return read_manifest(run.manifest)
+
+
 def heldout_operating_point(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Threshold (EER point, logit), Platt calibration and band from the evaluated model's val and test scores."""
-    from voicelib.training.train import calibrate
-
-    run_dir = Path(run_dir)
-    files = [run_dir / name for name in ("val_scores.csv", "scores.csv") if (run_dir / name).is_file()]
-    if not (run_dir / "scores.csv").is_file():
-        raise FileNotFoundError(f"{run_dir / 'scores.csv'}: no test scores; run the evaluation stage (04) first")
+    run = RunDir(run_dir)
+    files = [path for path in (run.val_scores, run.scores) if path.is_file()]
+    if not run.scores.is_file():
+        raise FileNotFoundError(f"{run.scores}: no test scores; run the evaluation stage (04) first")
     scores = pd.concat([pd.read_csv(f, usecols=["label", "ai_logit"]) for f in files], ignore_index=True)
     y, logit = (scores["label"] == "ai").to_numpy(dtype=int), scores["ai_logit"].to_numpy(dtype=float)
     n_ai, n_human = int(y.sum()), int((y == 0).sum())
@@ -60,34 +70,31 @@ def final_fit(split: pd.DataFrame, run_dir: str | os.PathLike, *, out_dir: str |
               cache_dir: str | os.PathLike | None = None, device: str = "cpu", nproc_per_node: int = 1,
               progress: bool = False) -> Path:
     """Fit the run's recipe on all its clips; write the model dir with the held-out operating point; return it."""
-    from voicelib.audio import augment
-    from voicelib.evaluation import lofo
-    from voicelib.training import distributed
 
     run_dir = Path(run_dir)
-    evaluated = run_dir / "model"
-    meta = read_json(evaluated / "config.json")
+    evaluated = RunDir(run_dir).model
+    meta = read_json(evaluated / CONFIG)
     epochs = max(int(meta.get("best_epoch") or meta.get("train_config", {}).get("epochs", 1)), 1)
     train_config, model_config = lofo.recipe(evaluated, epochs=epochs, select_on="last")
     point = heldout_operating_point(run_dir)  # before training: a run without test scores fails fast
     frame = training_frame(split)
-    out_dir = Path(out_dir) if out_dir else run_dir / "final_model"
+    out_dir = Path(out_dir) if out_dir else RunDir(run_dir).final_model
     rows = frame[frame["split"] == "train"]
     log.info("final fit on all %d clips (%d AI, %d human) for %d epochs, the evaluated model's best", len(rows),
              int((rows["label"] == "ai").sum()), int((rows["label"] == "human").sum()), epochs)
-    result = distributed.fit(frame, train_config, nproc_per_node=nproc_per_node, out_dir=out_dir,
+    result = fit(frame, train_config, nproc_per_node=nproc_per_node, out_dir=out_dir,
                              model_config=model_config, device=device, cache_dir=cache_dir, progress=progress,
-                             augment_config=augment.read_config(run_dir / "augment" / "augment.json"))
-    evaluated_metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+                             augment_config=augment.read_config(RunDir(run_dir).augment_config))
+    evaluated_metrics = RunDir(run_dir).read(RunDir(run_dir).metrics)
     provenance = {"trained_on": "every clip of the run's train, validation and test splits",
                   "n_clips": len(rows), "epochs": epochs, "run": run_dir.name,
                   "evaluated_model": f"{run_dir.name}/{evaluated.name}",  # names only: the model may ship elsewhere
                   "operating_point": point}
-    config = read_json(result.model_dir / "config.json")
+    config = read_json(result.model_dir / CONFIG)
     config.update(threshold=point["threshold"], calibration=point["calibration"], band=point["band"],
                   final_fit=provenance)
     config["data"] = {k: v for k, v in config.get("data", {}).items() if not k.startswith("val_")}
-    write_json(result.model_dir / "config.json", config)
+    write_json(result.model_dir / CONFIG, config)
     summary = {"final_fit": True, "epochs_run": len(result.history), "threshold": point["threshold"],
                "calibration": point["calibration"], "band": point["band"],
                "calibration_refused": point["calibration_refused"], "operating_point": point,
@@ -95,47 +102,33 @@ def final_fit(split: pd.DataFrame, run_dir: str | os.PathLike, *, out_dir: str |
                | {k: (evaluated_metrics.get(k) or {}).get("eer") for k in ("seen_engine_eer", "unseen_engine_eer")},
                "note": "no figure of this model is measured on held-out clips: it trained on all of them; the "
                        "test figures are the evaluated model's"}
-    write_json(result.model_dir / "metrics.json", summary)
+    write_json(result.model_dir / METRICS, summary)
     log.info("final model: threshold %.3f (logit) from %d held-out clips of the evaluated model", point["threshold"],
              point["n_clips"])
     return result.model_dir
 
 
-def run_stage(run_dir: str | os.PathLike, split: pd.DataFrame, *, enabled: bool, models_root: str | os.PathLike,
-              language: str, promote: bool, cache_dir: str | os.PathLike | None = None, device: str = "cpu",
-              nproc_per_node: int = 1) -> dict[str, Any]:
-    """The final-fit stage: fit, register (and promote) the final model; write final.json either way."""
-    from voicelib.model import store
+def ship(run: RunDir, split: pd.DataFrame, *, enabled: bool, models_root: str | os.PathLike, language: str,
+         promote: bool, data_root: str | os.PathLike, device: str = "cpu", nproc_per_node: int = 1) -> dict[str, Any]:
+    """The stage: fit and register the final model (or take the evaluated one), promote it; write final.json.
 
-    run_dir = Path(run_dir)
-    train_summary = read_json(run_dir / "train.json") if (run_dir / "train.json").is_file() else {}
+    This is the one place a run promotes a model in the store: after evaluation, the model that ships.
+    """
+    train_summary = run.read(run.train_summary)
     if not enabled:
-        info = {"enabled": False, "shipped": "evaluated", "store_entry": train_summary.get("store_entry"),
+        entry = train_summary.get("store_entry")
+        if promote and entry:
+            store.promote(models_root, language, Path(entry).name)
+        info = {"enabled": False, "shipped": "evaluated", "store_entry": entry, "promoted": bool(promote and entry),
                 "note": "final_fit=False: the shipped model is the evaluated one (trained on the train split)"}
-        write_json(run_dir / "final.json", info)
+        write_json(run.final_summary, info)
         return info
-    model_dir = final_fit(split, run_dir, cache_dir=cache_dir, device=device, nproc_per_node=nproc_per_node)
+    model_dir = final_fit(split, run.root, cache_dir=Path(data_root) / ".cache", device=device,
+                          nproc_per_node=nproc_per_node)
     entry = store.register(model_dir, root=models_root, language=language, promote=promote)
-    meta = read_json(model_dir / "config.json")
+    meta = read_json(model_dir / CONFIG)
     info = {"enabled": True, "shipped": "final", "model_dir": model_dir.name, "store_entry": str(entry),
             "promoted": promote, "evaluated_store_entry": train_summary.get("store_entry"),
             **{k: meta["final_fit"][k] for k in ("n_clips", "epochs", "operating_point")}}
-    write_json(run_dir / "final.json", info)
+    write_json(run.final_summary, info)
     return info
-
-
-def which_model_table(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """Which model each figure belongs to: the evaluated one, and the shipped (final) one if there is one."""
-    run_dir = Path(run_dir)
-    final = read_json(run_dir / "final.json") if (run_dir / "final.json").is_file() else {}
-    train_summary = read_json(run_dir / "train.json") if (run_dir / "train.json").is_file() else {}
-    rows = [{"model": "evaluated", "store entry": train_summary.get("store_entry"), "trained on": "train split",
-             "threshold from": "its validation scores", "figures in this report": "all of them"}]
-    if final.get("enabled"):
-        epochs = f"{final['epochs']} epoch{'s' if final['epochs'] != 1 else ''}"
-        rows.append({"model": "final (shipped)" if final.get("promoted") else "final (not promoted)",
-                     "store entry": final.get("store_entry"), "trained on": f"all {final['n_clips']} clips, {epochs}",
-                     "threshold from": f"evaluated model's {final['operating_point']['n_clips']} held-out scores",
-                     "figures in this report": "none (nothing held out)"})
-    return pd.DataFrame(rows)
-

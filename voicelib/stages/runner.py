@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
-from voicelib.files import atomic_write, read_json, write_json
+from voicelib.files import RunDir, atomic_write, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def git_revision(repo: Path) -> str:
 
 def read_stages(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Return the per-stage bookkeeping of a run (empty when the run has not started)."""
-    path = Path(run_dir) / "stages.json"
+    path = RunDir(run_dir).stages
     return read_json(path)["stages"] if path.is_file() else {}
 
 
@@ -79,19 +79,19 @@ def update_stage(run_dir: Path, stage: str, **fields: Any) -> None:
     """Set fields of one stage's entry in stages.json (atomic rewrite)."""
     stages = read_stages(run_dir)
     stages.setdefault(stage, {}).update(fields)
-    write_json(Path(run_dir) / "stages.json", {"stages": stages})
+    write_json(RunDir(run_dir).stages, {"stages": stages})
 
 
 def init_run(run_dir: Path, stages: list[str], params: dict[str, Any], *, run_id: str,
              repo: Path | None = None) -> None:
     """Create the run directory with params.json and stages.json (existing entries are kept, in stage order)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    previous = read_json(run_dir / "params.json") if (run_dir / "params.json").is_file() else {}
-    write_json(run_dir / "params.json", {"run_id": previous.get("run_id", run_id),
+    previous = RunDir(run_dir).read(RunDir(run_dir).params)
+    write_json(RunDir(run_dir).params, {"run_id": previous.get("run_id", run_id),
                                          "created": previous.get("created", time.strftime("%Y-%m-%dT%H:%M:%S")),
                                          "parameters": params, "environment": environment(repo)})
     current = read_stages(run_dir)
-    write_json(run_dir / "stages.json", {"stages": {s: current.get(s, {"status": "pending"}) for s in stages}})
+    write_json(RunDir(run_dir).stages, {"stages": {s: current.get(s, {"status": "pending"}) for s in stages}})
 
 
 def select_stages(stages: list[str], status: dict[str, dict], *, only: list[str] | None = None,
@@ -114,7 +114,7 @@ def match_stage(name: str, stages: list[str]) -> str:
 
 def latest_run(runs_dir: Path) -> Path:
     """Return the newest run directory under `runs_dir` (finished or not), for --resume."""
-    runs = sorted(p.parent for p in Path(runs_dir).glob("*/stages.json"))
+    runs = sorted(p.parent for p in Path(runs_dir).glob(f"*/{RunDir(runs_dir).stages.name}"))
     if not runs:
         raise FileNotFoundError(f"{runs_dir}: no run to resume; start one without --resume")
     return runs[-1]
@@ -123,12 +123,13 @@ def latest_run(runs_dir: Path) -> Path:
 def write_latest(run_dir: Path) -> Path:
     """Point <run_dir>/../latest.json (and a latest.html redirect) at a finished run."""
     run_dir = Path(run_dir).resolve()
-    pointer = run_dir.parent / "latest.json"
-    write_json(pointer, {"run_id": run_dir.name, "run_dir": run_dir.name, "index": f"{run_dir.name}/index.html",
+    pointer = RunDir.latest(run_dir.parent)
+    index = RunDir(run_dir).index.relative_to(run_dir.parent).as_posix()
+    write_json(pointer, {"run_id": run_dir.name, "run_dir": run_dir.name, "index": index,
                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    with atomic_write(run_dir.parent / "latest.html", "w", encoding="utf-8") as handle:
-        handle.write(f'<!doctype html><meta http-equiv="refresh" content="0; url={run_dir.name}/index.html">'
-                     f'<a href="{run_dir.name}/index.html">latest run: {run_dir.name}</a>\n')
+    with atomic_write(pointer.with_suffix(".html"), "w", encoding="utf-8") as handle:
+        handle.write(f'<!doctype html><meta http-equiv="refresh" content="0; url={index}">'
+                     f'<a href="{index}">latest run: {run_dir.name}</a>\n')
     return pointer
 
 
@@ -225,7 +226,7 @@ def run_stages(stages: list[str], selected: list[str], params: dict[str, dict[st
         echo(f"{position} {stage} ...")
         update_stage(run_dir, stage, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"),
                      error=None, failed_cell=None)
-        out = run_dir / f"{stage}.ipynb"
+        out = RunDir(run_dir).notebook(stage)
         start = time.perf_counter()
         try:
             execute_stage(stage, notebook_dir / f"{stage}.ipynb", out, params[stage], cwd=notebook_dir,
@@ -245,13 +246,14 @@ def run_stages(stages: list[str], selected: list[str], params: dict[str, dict[st
             raise
         update_stage(run_dir, stage, status="done", duration_s=round(time.perf_counter() - start, 2))
         render_html(out)
-        echo(f"{position} {stage} done in {time.perf_counter() - start:.1f} s -> {run_dir / (stage + '.html')}")
+        echo(f"{position} {stage} done in {time.perf_counter() - start:.1f} s -> "
+             f"{RunDir(run_dir).notebook_html(stage)}")
 
 
-def start_stage(run_dir: str | os.PathLike) -> Path:
+def start_stage(run_dir: str | os.PathLike) -> RunDir:
     """What a stage notebook does first: log INFO lines to stdout (terminal and HTML show them), make the run dir."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout,
                         force=True)
-    path = Path(run_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    run = RunDir(run_dir)
+    run.root.mkdir(parents=True, exist_ok=True)
+    return run

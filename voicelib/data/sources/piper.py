@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from voicelib.data.sources.clips import choose_texts
+from voicelib.data.sources.fleurs import _httpx_error
 from voicelib.data.sources.online import PartialCollection, with_retries
 from voicelib.data.sources.synth import collect_jobs, plan_tts
 from voicelib.errors import SourceUnavailable
@@ -47,7 +48,6 @@ def download(filename: str, *, repo: str = REPO, name: str = "Piper", endpoint: 
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
-    from voicelib.data.sources.fleurs import _httpx_error
 
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
 

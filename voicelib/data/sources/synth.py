@@ -21,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from voicelib.audio import dsp
+from voicelib.data import cluster
 from voicelib.data.sources.clips import choose_texts, clip_path, make_row, pick, store_wave
 from voicelib.languages import language_code, language_name
 
@@ -116,7 +117,6 @@ def _backend(scheduler: str, root: str | os.PathLike) -> Iterator[str]:
     if not scheduler:
         yield "loky"
         return
-    from voicelib.data import cluster
 
     with cluster.shared_backend(scheduler, root):
         yield "dask"
