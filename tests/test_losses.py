@@ -8,7 +8,7 @@ from torch.nn import functional as F
 from voicelib.metrics import eer
 from voicelib.model.config import ModelConfig
 from voicelib.model.registry import build_model
-from voicelib.training.losses import BinaryCrossEntropy, OCSoftmax, build_loss
+from voicelib.training.losses import OCSoftmax
 
 
 def _clusters(n: int = 64, dim: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,15 +17,6 @@ def _clusters(n: int = 64, dim: int = 16, seed: int = 0) -> tuple[torch.Tensor, 
     centres = torch.randn(2, dim, generator=g)
     labels = torch.arange(n) % 2
     return centres[labels] + 0.3 * torch.randn(n, dim, generator=g), labels
-
-
-def test_bce_matches_torch_and_respects_the_mask():
-    logits, labels = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1, 0, 0])
-    loss = BinaryCrossEntropy()
-    torch.testing.assert_close(loss(logits, labels), F.binary_cross_entropy_with_logits(logits, labels.float()))
-    masked = loss(logits, labels, torch.tensor([1.0, 1.0, 0.0]))
-    torch.testing.assert_close(masked, F.binary_cross_entropy_with_logits(logits[:2], labels[:2].float()))
-    assert torch.equal(loss.score(logits), logits)
 
 
 def test_ocsoftmax_loss_falls_and_separates_the_classes_human_near_the_centre():
@@ -62,18 +53,11 @@ def test_ocsoftmax_loss_values_follow_the_formula():
     torch.testing.assert_close(loss_fn.score(emb), torch.tensor([20 * (0.55 - 1.0), 20 * 0.55]))
 
 
-def test_build_loss_and_bad_input():
-    assert isinstance(build_loss("bce"), BinaryCrossEntropy)
-    oc = build_loss("ocsoftmax", embedding_dim=4, m_fake=0.1)
-    assert isinstance(oc, OCSoftmax) and oc.m_fake == 0.1 and oc.center.shape == (1, 4)
-    with pytest.raises(ValueError, match="embedding_dim"):
-        build_loss("ocsoftmax")
-    with pytest.raises(ValueError, match="unknown"):
-        build_loss("focal")
+def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="m_fake"):
         OCSoftmax(4, m_real=0.2, m_fake=0.5)
     with pytest.raises(ValueError, match="labels"):
-        oc(torch.zeros(3, 4), torch.zeros(2))
+        OCSoftmax(4)(torch.zeros(3, 4), torch.zeros(2))
 
 
 def test_ocsoftmax_head_replaces_the_models_ai_head_and_from_score_is_the_same_loss():

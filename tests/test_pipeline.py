@@ -204,7 +204,7 @@ def test_smoke_end_to_end_twice_gives_the_same_metrics(tmp_path: Path) -> None:
     root = _speech_root(tmp_path)
     run_dir, result = _smoke(tmp_path, root, "smoke")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "voicelib.training.train: epoch 1/1: train loss" in result.stdout  # training progress on the terminal
+    assert "voicelib.training.fit: epoch 1/1: train loss" in result.stdout  # training progress on the terminal
     for stage in STAGES:
         assert (run_dir / f"{stage}.html").is_file(), stage
     assert "epoch 1/1: train loss" in (run_dir / "03_finetune.html").read_text()  # the same lines in the HTML

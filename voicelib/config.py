@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
+SAMPLE_RATE = 16000  # Hz: every clip is stored, trained on and scored at this rate (no class-specific rate cue)
+
 T = TypeVar("T")
 
 

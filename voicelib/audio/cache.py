@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from voicelib.audio import decode
 from voicelib.audio.preprocess import prepare
+from voicelib.config import SAMPLE_RATE
 from voicelib.files import atomic_path, file_hash
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ class AudioCache:
     level normalised, zeros dithered), under a folder named by that config's hash.
     """
 
-    def __init__(self, root: str | os.PathLike, sr: int = 16000, *, preprocess=None):
+    def __init__(self, root: str | os.PathLike, sr: int = SAMPLE_RATE, *, preprocess=None):
         if int(sr) <= 0:
             raise ValueError(f"AudioCache: sample rate {sr} must be positive")
         self.root = Path(root)

@@ -18,6 +18,7 @@ import soundfile as sf
 import soxr
 
 from voicelib.audio.dsp import _LONG_HINT, check_wave, normalize_loudness, resample, to_mono, trim_silence
+from voicelib.config import SAMPLE_RATE
 from voicelib.errors import AudioError, AudioTooLong
 from voicelib.files import atomic_path
 
@@ -94,7 +95,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
     return AudioInfo(float(meta.duration), int(meta.samplerate), int(meta.channels), str(meta.format), int(meta.frames))
 
 
-def load(path: str | os.PathLike, *, sr: int | None = 16000, trim: bool = False, normalize: bool = False,
+def load(path: str | os.PathLike, *, sr: int | None = SAMPLE_RATE, trim: bool = False, normalize: bool = False,
          min_duration: float = 0.2, max_duration: float | None = 1800.0, allow_silent: bool = False) -> np.ndarray:
     """Decode a speech file to float32 mono at `sr` (None keeps the file's rate); bad input raises AudioError.
 
@@ -193,7 +194,7 @@ def _ffmpeg_decode(path: Path, *, max_duration: float) -> tuple[np.ndarray, int]
     return data, rate
 
 
-def stream_blocks(path: str | os.PathLike, *, sr: int = 16000, block_seconds: float = 20.0,
+def stream_blocks(path: str | os.PathLike, *, sr: int = SAMPLE_RATE, block_seconds: float = 20.0,
                   max_duration: float | None = None) -> Iterator[np.ndarray]:
     """Yield a file as float32 mono blocks at `sr`, decoding (and resampling) one block at a time."""
     path = _check_path(path)
@@ -279,7 +280,7 @@ def _ffprobe_info(path: Path) -> AudioInfo:
                                "check it is really audio or convert it to wav/flac") from None
 
 
-def decode_bytes(data: bytes, *, sr: int | None = 16000, name: str = "<bytes>") -> np.ndarray:
+def decode_bytes(data: bytes, *, sr: int | None = SAMPLE_RATE, name: str = "<bytes>") -> np.ndarray:
     """Decode an in-memory wav/flac/mp3/ogg/opus file to float32 mono at `sr` (for codec round-trips)."""
     try:
         decoded, rate = sf.read(io.BytesIO(data), dtype="float32")

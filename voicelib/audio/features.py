@@ -23,6 +23,8 @@ import scipy.fft
 import torch
 from torch import nn
 
+from voicelib.config import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
 KINDS = ("logmel", "linear", "lfcc", "multires", "cqt")
@@ -36,7 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {**{kind: {"kind": kind} for kind in KINDS}
 class FeatureConfig:
     """Every setting that changes the features; stored with each model so detection matches training."""
 
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     n_fft: int = 512
     win_length: int = 400  # 25 ms at 16 kHz
     hop_length: int = 160  # 10 ms at 16 kHz

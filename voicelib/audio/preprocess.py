@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from voicelib.audio import dsp
-from voicelib.config import from_dict
+from voicelib.config import SAMPLE_RATE, from_dict
 
 logger = logging.getLogger(__name__)
 
-SR = 16000
+SR = SAMPLE_RATE
 FRAME = 512  # Silero's frame at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous frame the model sees before each frame
 SEQUENCE_MODEL = "silero_vad_16k_sequence.onnx"  # whole-block model: one ONNX call per ~16 s, no Python loop

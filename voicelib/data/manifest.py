@@ -11,6 +11,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from voicelib.audio import decode, dsp
+from voicelib.config import SAMPLE_RATE
 from voicelib.errors import AudioError, DataError
 from voicelib.files import atomic_write, backup_if_exists, file_hash
 
@@ -110,18 +111,18 @@ def _problem(row: dict, *, root: Path | None, min_duration: float, max_duration:
     if not path.is_file():
         return "missing file", {}
     try:
-        wave = decode.load(path, sr=16000, min_duration=0.0, max_duration=max_duration + 1.0, allow_silent=True)
+        wave = decode.load(path, sr=SAMPLE_RATE, min_duration=0.0, max_duration=max_duration + 1.0, allow_silent=True)
         meta = decode.info(path)
     except AudioError as exc:
         return f"corrupt or unreadable: {exc.reason}", {}
-    fields = {"duration": round(len(wave) / 16000, 3), "sample_rate": meta.sample_rate,
+    fields = {"duration": round(len(wave) / SAMPLE_RATE, 3), "sample_rate": meta.sample_rate,
               "hash": row["hash"] or file_hash(path)}
     if fields["duration"] < min_duration:
         return f"too short ({fields['duration']:.2f} s < min_duration {min_duration:g} s)", fields
     if fields["duration"] > max_duration:
         return f"too long ({fields['duration']:.1f} s > max_duration {max_duration:g} s)", fields
     try:
-        dsp.check_wave(wave, 16000, name=path, min_duration=0.0)
+        dsp.check_wave(wave, SAMPLE_RATE, name=path, min_duration=0.0)
     except AudioError as exc:
         return exc.reason.split(";")[0], fields
     return None, fields

@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from voicelib.audio.features import FeatureConfig, lfcc
+from voicelib.config import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +16,7 @@ class LfccGmm:
     """ASVspoof-style baseline: LFCC (+ deltas, double deltas), one diagonal GMM per class, LLR score."""
 
     def __init__(self, *, n_components: int = 32, n_lfcc: int = 20, seed: int = 0,
-                 max_frames_per_class: int = 100_000, sample_rate: int = 16000):
+                 max_frames_per_class: int = 100_000, sample_rate: int = SAMPLE_RATE):
         self.n_components, self.n_lfcc, self.seed = n_components, n_lfcc, seed
         self.max_frames, self.sample_rate = max_frames_per_class, sample_rate
         self.gmms: dict[int, object] = {}

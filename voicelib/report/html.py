@@ -5,15 +5,15 @@ import base64
 import html
 import io
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from voicelib.audio import decode
+from voicelib.config import SAMPLE_RATE
 
-SR = 16000
+SR = SAMPLE_RATE
 CLIP_SECONDS = 4.0  # audio players keep the first seconds only, to keep the page small
 
 
@@ -46,14 +46,6 @@ def img_tag(png_b64: str, *, alt: str = "", width: int | None = None) -> str:
     """An <img> with inline base64 PNG data."""
     style = f' style="max-width:{width}px"' if width else ""
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{png_b64}"{style}>'
-
-
-def file_img(path: str | os.PathLike, *, alt: str = "") -> str:
-    """Embed a PNG file as an <img> (nothing when the file is missing)."""
-    path = Path(path)
-    if not path.is_file():
-        return ""
-    return img_tag(base64.b64encode(path.read_bytes()).decode("ascii"), alt=alt or path.stem)
 
 
 def load_clip(path: str | os.PathLike, seconds: float) -> np.ndarray:

@@ -7,6 +7,7 @@ import pandas as pd
 
 from voicelib.audio import augment, decode
 from voicelib.audio.augment import AugmentConfig
+from voicelib.config import SAMPLE_RATE
 from voicelib.data.manifest import read_manifest
 from voicelib.files import RunDir, read_json, write_json
 
@@ -27,7 +28,7 @@ def stored_config(run: RunDir) -> dict[str, Any]:
 
 
 def examples(manifest: pd.DataFrame, run: RunDir, *, config: AugmentConfig | None = None, n: int = 4,
-             seed: int = 0, sr: int = 16000, seconds: float = 4.0) -> pd.DataFrame:
+             seed: int = 0, sr: int = SAMPLE_RATE, seconds: float = 4.0) -> pd.DataFrame:
     """Write before/after WAV pairs for `n` training clips per class and the settings; return what was applied."""
     aug = augment.Augmenter(config)
     pool = manifest[manifest["split"] == "train"] if "split" in manifest else manifest

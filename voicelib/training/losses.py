@@ -1,4 +1,4 @@
-"""AI-vs-human training objectives: binary cross-entropy on a logit, or OC-Softmax on the embedding.
+"""AI-vs-human training objectives beside binary cross-entropy: OC-Softmax on the embedding, and the multi-task sum.
 
 Both take (input, labels, mask=None) with labels 0 = human (bona fide) and 1 = AI, and give `score(input)`
 with higher = more AI. OC-Softmax (Zhang, Jiang and Duan 2021, "One-class learning towards synthetic voice
@@ -25,9 +25,6 @@ from voicelib.model.layers import OCSoftmaxHead
 logger = logging.getLogger(__name__)
 
 
-LOSSES = ("bce", "ocsoftmax")
-
-
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean of `values` where mask is 1 (all when mask is None); 0 with a gradient when nothing is kept."""
     if mask is None:
@@ -40,22 +37,6 @@ def _check(x: torch.Tensor, labels: torch.Tensor, dims: int, what: str) -> None:
     if x.dim() != dims or labels.shape != x.shape[:1]:
         raise ValueError(f"{what}: expected input of {dims} dims and labels [B], got {tuple(x.shape)} and "
                          f"{tuple(labels.shape)}")
-
-
-class BinaryCrossEntropy(nn.Module):
-    """Today's objective: BCE on the `ai` logit [B]; the score is the logit itself."""
-
-    takes = "logits"
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean BCE over the kept examples."""
-        _check(logits, labels, 1, "BinaryCrossEntropy")
-        loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none")
-        return _masked_mean(loss, mask)
-
-    def score(self, logits: torch.Tensor) -> torch.Tensor:
-        """Higher = more AI."""
-        return logits.float()
 
 
 class OCSoftmax(nn.Module):
@@ -97,19 +78,6 @@ class OCSoftmax(nn.Module):
     def score(self, embedding: torch.Tensor) -> torch.Tensor:
         """alpha * (midpoint of the margins - cos): higher = more AI, 0 halfway, usable as a logit."""
         return self.head(embedding).squeeze(-1)
-
-
-def build_loss(name: str = "bce", *, embedding_dim: int | None = None, **options: float) -> nn.Module:
-    """'bce' or 'ocsoftmax' (which needs the model's embedding_dim); options go to OCSoftmax."""
-    if name == "bce":
-        if options:
-            raise ValueError(f"loss 'bce' takes no options, got {sorted(options)}")
-        return BinaryCrossEntropy()
-    if name == "ocsoftmax":
-        if embedding_dim is None:
-            raise ValueError("loss 'ocsoftmax' needs embedding_dim=model.cfg.embedding_dim")
-        return OCSoftmax(embedding_dim, **options)
-    raise ValueError(f"loss {name!r} unknown; use one of {', '.join(LOSSES)}")
 
 
 def multitask(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weights: dict[str, float],

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from voicelib.audio import decode, dsp
+from voicelib.config import SAMPLE_RATE
 from voicelib.files import file_hash
 from voicelib.languages import language_code, language_name
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000  # everything we synthesise or download is stored as 16 kHz FLAC: no class-specific codec
 TEXTS_DIR = Path(__file__).resolve().parents[1] / "texts"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from voicelib.audio import dsp
-from voicelib.data.sources.clips import SAMPLE_RATE
+from voicelib.config import SAMPLE_RATE
 from voicelib.data.sources.command import missing
 from voicelib.data.sources.vocode import load_source
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from voicelib.audio import decode
+from voicelib.config import SAMPLE_RATE
 from voicelib.data.sources.clips import choose_texts, clip_path, make_row, pick, store_wave
 from voicelib.data.sources.online import Pacer, PartialCollection, with_retries
 from voicelib.errors import AudioError, SourceUnavailable
@@ -44,7 +45,7 @@ def fetch(text: str, voice: str, *, timeout: float = 10.0, retries: int = 2, bac
 
     def call():
         data = _run(asyncio.wait_for(_speak(text, voice, timeout=timeout, proxy=proxy), timeout=4 * timeout + 1))
-        return decode.decode_bytes(data, sr=16000, name=f"edge-tts reply for {text[:30]!r}"), 16000
+        return decode.decode_bytes(data, sr=SAMPLE_RATE, name=f"edge-tts reply for {text[:30]!r}"), SAMPLE_RATE
 
     retry_on = (aiohttp.ClientError, asyncio.TimeoutError, edge_tts.exceptions.EdgeTTSException, OSError, AudioError)
     return with_retries(call, what=f"edge-tts ({voice})", retries=retries, backoff=backoff, seed=seed,

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from voicelib.audio import decode
+from voicelib.config import SAMPLE_RATE
 from voicelib.data.sources.clips import make_row, store_wave
 from voicelib.data.sources.online import with_retries
 from voicelib.errors import AudioError, SourceUnavailable
@@ -114,7 +115,8 @@ def _extract(archive: Path, wanted: dict[str, Path]) -> int:
                 continue
             data = tar.extractfile(member).read()  # bytes only: member names never become paths
             try:
-                store_wave(wanted[base], decode.decode_bytes(data, sr=16000, name=f"{archive.name}:{base}"), 16000)
+                wave = decode.decode_bytes(data, sr=SAMPLE_RATE, name=f"{archive.name}:{base}")
+                store_wave(wanted[base], wave, SAMPLE_RATE)
                 found += 1
             except AudioError as exc:
                 log.warning("FLEURS: %s", exc)

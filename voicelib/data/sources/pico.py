@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voicelib.config import SAMPLE_RATE
 from voicelib.data.sources.synth import collect_jobs, plan_tts
 from voicelib.errors import SourceUnavailable
 
@@ -46,7 +47,7 @@ def synthesize(text: str, *, language: str, voice: str = "en-US", speed: float =
     if not ok:
         raise SourceUnavailable(f"pico: {why}")
     pcm = _engine(voice).speak(text)
-    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / np.float32(32768.0), 16000
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / np.float32(32768.0), SAMPLE_RATE
 
 
 def plan(out_dir: str | Path, *, language: str, limit: int | None = None, seed: int = 0,

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from voicelib.audio import decode
-from voicelib.data.sources.clips import SAMPLE_RATE, clip_path, pick
+from voicelib.config import SAMPLE_RATE
+from voicelib.data.sources.clips import clip_path, pick
 from voicelib.data.sources.synth import Job
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from voicelib.data.sources.clips import SAMPLE_RATE
+from voicelib.config import SAMPLE_RATE
 from voicelib.data.sources.vocode import load_source
 
 log = logging.getLogger(__name__)
