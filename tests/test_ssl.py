@@ -122,7 +122,7 @@ def test_missing_weights_and_unreachable_hub_say_what_to_do(tmp_path, hub):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(SourceUnavailable, match=f"cannot download {REPO}: no network; ") as info:
+    with pytest.raises(SourceUnavailable, match=f"cannot download {REPO}/config.json: no network; ") as info:
         ssl.download(REPO, endpoint=f"http://127.0.0.1:{port}", cache_dir=tmp_path / "c2", retries=0,
                               timeout=2)
     assert "\n" not in str(info.value) and "--local-dir" in str(info.value)

@@ -23,15 +23,17 @@ import scipy.fft
 import torch
 from torch import nn
 
+from voicelib.audio.whisper_mel import WhisperLogMel
 from voicelib.config import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-KINDS = ("logmel", "linear", "lfcc", "multires", "cqt")
+KINDS = ("logmel", "linear", "lfcc", "multires", "cqt", "whisper")  # whisper: Whisper's own log-mel (its encoder)
 # front ends by name (FeatureConfig.from_dict("linear80")): each kind with its defaults, and linear80 -- the
 # linear bins pooled onto 80 equal-width bands, a linear front end at the network cost of 80 mel bands
 PRESETS: dict[str, dict[str, Any]] = {**{kind: {"kind": kind} for kind in KINDS},
-                                      "linear80": {"kind": "linear", "n_linear_bins": 80}}
+                                      "linear80": {"kind": "linear", "n_linear_bins": 80},
+                                      "whisper": {"kind": "whisper", "n_fft": 400, "hop_length": 160, "n_mels": 80}}
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ class FeatureConfig:
 
 def n_bins(cfg: FeatureConfig) -> int:
     """Frequency bins per frame of `frontend(cfg)`."""
-    if cfg.kind == "logmel":
+    if cfg.kind in ("logmel", "whisper"):
         return cfg.n_mels
     if cfg.kind == "linear":
         return cfg.n_linear_bins or cfg.n_fft // 2 + 1
@@ -117,12 +119,15 @@ def n_bins(cfg: FeatureConfig) -> int:
 def frontend(cfg: FeatureConfig | None = None) -> nn.Module:
     """The front-end module `cfg.kind` names: waves [B, T] -> features [B, n_bins(cfg), frames]."""
     cfg = cfg or FeatureConfig()
-    kinds = {"logmel": LogMel, "linear": LinearSpectrogram, "lfcc": LFCC, "multires": MultiResolution, "cqt": ConstantQ}
+    kinds = {"logmel": LogMel, "linear": LinearSpectrogram, "lfcc": LFCC, "multires": MultiResolution, "cqt": ConstantQ,
+             "whisper": WhisperLogMel}
     return kinds[cfg.kind](cfg)
 
 
 def n_frames(n_samples: int, cfg: FeatureConfig) -> int:
     """Number of feature frames produced for `n_samples` samples."""
+    if cfg.kind == "whisper":
+        return n_samples // cfg.hop_length  # Whisper drops the last STFT frame
     if cfg.center:
         return 1 + n_samples // cfg.hop_length
     return max(0, 1 + (n_samples - cfg.n_fft) // cfg.hop_length)

@@ -9,14 +9,9 @@ from voicelib.audio.preprocess import PreprocessConfig
 from voicelib.languages import LANGUAGE_NAMES
 
 HEADS = ("ai", "language", "multi")
-
-
-ARCHS = ("resnet18", "lcnn")
-
-
+ARCHS = ("resnet18", "lcnn", "whisper-base")
+ENCODER_ARCHS = ("whisper-base",)  # a frozen pretrained speech encoder under a light back end
 AI_HEADS = ("linear", "ocsoftmax")
-
-
 OCSOFTMAX = {"m_real": 0.9, "m_fake": 0.2, "alpha": 20.0}  # Zhang et al. 2021
 
 
@@ -40,10 +35,13 @@ class ModelConfig:
     preprocess: PreprocessConfig = dataclasses.field(default_factory=PreprocessConfig.off)  # in every path
     family_head: bool = False  # attribution: a head saying which generator family an AI clip resembles
     families: tuple[str, ...] = ()  # the family head's classes (train.fit fills them from the training AI clips)
+    encoder_layers: tuple[int, ...] = ()  # encoder archs: hidden states to weigh (0 = after the stem .. 6); () all
+    encoder_sha256: str = ""  # encoder archs: the weights trained on (filled when the model is built)
 
     def __post_init__(self) -> None:
         self.blocks = tuple(int(b) for b in self.blocks)
         self.families = tuple(str(f) for f in self.families)
+        self.encoder_layers = tuple(int(i) for i in self.encoder_layers)
         if len(set(self.families)) != len(self.families) or (self.families and not self.family_head):
             raise ValueError(f"ModelConfig: families {list(self.families)} must be distinct and need family_head=True")
         if isinstance(self.features, dict):
@@ -56,12 +54,23 @@ class ModelConfig:
         if self.width < 1 or len(self.blocks) != 4 or min(self.blocks) < 1:
             raise ValueError(f"ModelConfig: width {self.width} / blocks {self.blocks} invalid; "
                              "use width>=1 and 4 positive block counts")
+        if self.arch in ENCODER_ARCHS:
+            self._encoder_checks()
         if self.arch == "lcnn" and self.width % 2:
             raise ValueError(f"ModelConfig: the LCNN's width {self.width} must be even (32 is the published size)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig: dropout {self.dropout} must be in [0, 1)")
         if self.segment_seconds <= 0:
             raise ValueError(f"ModelConfig: segment_seconds {self.segment_seconds} must be positive")
+
+    def _encoder_checks(self) -> None:
+        """An encoder model reads Whisper's own log-mel; its layer choice must name existing hidden states."""
+        if self.features.kind != "whisper":
+            self.features = FeatureConfig.from_dict("whisper")
+        layers = self.encoder_layers
+        if any(not 0 <= i <= 6 for i in layers) or len(set(layers)) != len(layers):
+            raise ValueError(f"ModelConfig: encoder_layers {list(self.encoder_layers)} must be distinct hidden states "
+                             "0..6 (0: after the conv stem, 6: the last block), or [] for all seven")
 
     @classmethod
     def light(cls, **overrides: Any) -> "ModelConfig":
@@ -74,6 +83,8 @@ class ModelConfig:
         if self.arch == "lcnn":
 
             return lcnn_embedding_dim(self.width)
+        if self.arch in ENCODER_ARCHS:
+            return 4 * self.width
         return 8 * self.width
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +93,8 @@ class ModelConfig:
                 "n_languages": self.n_languages, "segment_seconds": self.segment_seconds,
                 "features": self.features.to_dict(), "arch": self.arch, "ai_head": self.ai_head,
                 "preprocess": self.preprocess.to_dict(), "family_head": self.family_head,
-                "families": list(self.families)}
+                "families": list(self.families), "encoder_layers": list(self.encoder_layers),
+                "encoder_sha256": self.encoder_sha256}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":

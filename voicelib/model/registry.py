@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from voicelib.model.config import OCSOFTMAX, ModelConfig
+from voicelib.model.encoders import WhisperDetector
 from voicelib.model.layers import OCSoftmaxHead
 from voicelib.model.lcnn import LCNNDetector
 from voicelib.model.resnet import ResNet18Detector
@@ -12,10 +13,8 @@ from voicelib.model.resnet import ResNet18Detector
 
 def _network(cfg: ModelConfig) -> nn.Module:
     """The network `cfg.arch` names, with the AI head `cfg.ai_head` names."""
-    if cfg.arch == "lcnn":
-        net = LCNNDetector(cfg)
-    else:
-        net = ResNet18Detector(cfg)
+    networks = {"resnet18": ResNet18Detector, "lcnn": LCNNDetector, "whisper-base": WhisperDetector}
+    net = networks[cfg.arch](cfg)
     if cfg.ai_head == "ocsoftmax":
         net.heads["ai"] = OCSoftmaxHead(cfg.embedding_dim, **OCSOFTMAX)
     if cfg.family_head:

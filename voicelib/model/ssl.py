@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from voicelib.data.sources.online import with_retries
-from voicelib.errors import ModelError, SourceUnavailable
+from voicelib.data.sources.online import HubMissing, hub_file
+from voicelib.errors import ModelError
 from voicelib.languages import LANGUAGE_NAMES
 
 logger = logging.getLogger(__name__)
@@ -75,56 +74,21 @@ class SSLConfig:
         return cls(**data)
 
 
-class _Missing(Exception):
-    """A file the hub says it does not have (never retried)."""
-
-
 def download(name: str, *, revision: str = "main", cache_dir: str | Path | None = None, retries: int = 2,
              timeout: float = 30.0, endpoint: str | None = None) -> Path:
     """Fetch config.json and the weights of hub model `name` (resuming partial files); return the local folder."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-
-    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None  # the hub reads it only at import time
-
-    def fetch(filename: str) -> Path:
-        def call() -> Path:
-            try:
-                return Path(hf_hub_download(name, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint,
-                                            etag_timeout=timeout))
-            except RemoteEntryNotFoundError:  # the hub answered: this file is not there (not transient)
-                raise _Missing(filename) from None
-            except (RepositoryNotFoundError, RevisionNotFoundError) as exc:  # not transient: no retries
-                raise ModelError(f"{name}@{revision}: not on {endpoint or 'the hub'} ({type(exc).__name__}); "
-                                 "check the model name and revision") from None
-            except RuntimeError as exc:  # huggingface_hub 1.16 reuses a client it closed after a connect error
-                if "client has been closed" not in str(exc):
-                    raise
-                raise ConnectionError(f"cannot connect to {endpoint or 'huggingface.co'}") from exc
-        return with_retries(call, what=f"download of {name}/{filename}", retries=retries,
-                            retry_on=(OSError, HfHubHTTPError, LocalEntryNotFoundError))
-
+    options = {"revision": revision, "cache_dir": cache_dir, "retries": retries, "timeout": timeout,
+               "endpoint": endpoint}
     try:
-        config = fetch("config.json")
-        for filename in WEIGHT_FILES:
-            try:
-                fetch(filename)
-                return config.parent
-            except _Missing:
-                continue
-    except _Missing:
+        config = hub_file(name, "config.json", **options)
+    except HubMissing:
         raise ModelError(f"{name}: no config.json on {endpoint or 'the hub'}; check the model name") from None
-    except SourceUnavailable as exc:
-        raise SourceUnavailable(
-            f"cannot download {name}: no network; download it where there is one (hf download {name} --local-dir DIR) "
-            f"and pass DIR as the model name ({' '.join(str(exc.__cause__ or exc).split())[:120]})") from None
+    for filename in WEIGHT_FILES:
+        try:
+            hub_file(name, filename, **options)
+            return config.parent
+        except HubMissing:
+            continue
     raise ModelError(f"{name}: none of {', '.join(WEIGHT_FILES)} on {endpoint or 'the hub'}; check the model name")
 
 

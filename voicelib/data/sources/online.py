@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Callable, TypeVar
 
-from voicelib.errors import SourceUnavailable
+from voicelib.errors import ModelError, SourceUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,3 +82,46 @@ def with_retries(call: Callable[[], T], *, what: str, retries: int = 2, backoff:
                 sleep(delays[attempt])
     reason = f"{type(last).__name__}: {last}".strip()
     raise SourceUnavailable(f"{what}: unreachable after {retries + 1} attempts ({reason[:200]})") from last
+
+
+class HubMissing(Exception):
+    """A file the hub says it does not have (never retried)."""
+
+
+def hub_file(repo: str, filename: str, *, revision: str = "main", cache_dir: str | Path | None = None,
+          retries: int = 2, timeout: float = 30.0, endpoint: str | None = None) -> Path:
+    """Download (or reuse from the cache, resuming partial files) one file of a hub repository; its local path."""
+    # huggingface_hub is imported only here: detection never needs it, and it costs a second at start-up
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None  # the hub library reads it only at import time
+
+    def call() -> Path:
+        try:
+            return Path(hf_hub_download(repo, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint,
+                                        etag_timeout=timeout))
+        except RemoteEntryNotFoundError:  # the hub answered: this file is not there (not transient)
+            raise HubMissing(filename) from None
+        except (RepositoryNotFoundError, RevisionNotFoundError) as exc:  # not transient: no retries
+            raise ModelError(f"{repo}@{revision}: not on {endpoint or 'the hub'} ({type(exc).__name__}); "
+                             "check the model name and revision") from None
+        except RuntimeError as exc:  # huggingface_hub 1.16 reuses a client it closed after a connect error
+            if "client has been closed" not in str(exc):
+                raise
+            raise ConnectionError(f"cannot connect to {endpoint or 'huggingface.co'}") from exc
+
+    try:
+        return with_retries(call, what=f"download of {repo}/{filename}", retries=retries,
+                            retry_on=(OSError, HfHubHTTPError, LocalEntryNotFoundError))
+    except SourceUnavailable as exc:
+        raise SourceUnavailable(
+            f"cannot download {repo}/{filename}: no network; download it where there is one "
+            f"(hf download {repo} --local-dir DIR) and pass DIR instead "
+            f"({' '.join(str(exc.__cause__ or exc).split())[:120]})") from None
