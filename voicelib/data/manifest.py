@@ -22,9 +22,14 @@ COLUMNS = ["path", "language", "label", "source", "engine", "family", "voice", "
            "duration", "sample_rate", "hash", "source_path"]
 
 
+# published outputs of modern neural TTS systems (the development corpus has them): a family of their own, held out
+# like any synthesised family, as the closest the development data comes to what users meet
+PUBLISHED_NEURAL = ("supertonic-3", "parler-tts-mini-v1", "kitten-tts", "kokoro", "cosyvoice2", "chatterbox",
+                    "xtts-v2", "smallest-lightning", "f5-tts", "bark", "speecht5-ft")
 # family of engines whose rows may lack one (old manifests, folder corpora); new sources write their own
 ENGINE_FAMILIES = {"human": "human", "espeak-ng": "formant", "gtts": "online-neural", "fastspeech2-hs": "neural",
-                   "tortoise": "neural", "edge-neural": "neural"}
+                   "tortoise": "neural", "edge-neural": "neural",
+                   **{engine: "published-neural" for engine in PUBLISHED_NEURAL}}
 
 
 SPLIT_COLUMNS = ["split", "split_reason"]
