@@ -118,7 +118,6 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
 
     Figures are drawn from those files by voicelib.report.plots (the report and the notebook do it).
     """
-
     out_dir = Path(out_dir)
     run = RunDir(out_dir)
     parts = {s: manifest[manifest["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
@@ -131,12 +130,7 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
     result = _headline(det, test, seed=seed, n_boot=n_boot)
     result.update(n_test_failed=n_failed, model_dir=_relative(model_dir, out_dir), seed=seed,
                   scoring={**kw, "clip_score": "Platt(mean chunk logit)", "band": band})
-    val_frame, _, _ = score_split(det, parts["val"], kw) if len(parts["val"]) else (None, None, 0)
-    val = None
-    if val_frame is not None and val_frame["y"].nunique() == 2:
-        val = (val_frame["y"].to_numpy(), val_frame["logit"].to_numpy())
-        val_frame["classification"] = [det_class(p, det.threshold, band) for p in val_frame["prob"]]
-        _write_scores(val_frame, run.val_scores)
+    val = _validation(det, parts["val"], kw, band=band, path=run.val_scores)
     if val is not None:
         rate, thr = metrics.eer(*val)
         result["val_check"] = {"eer": rate, "eer_threshold_logit": thr,
@@ -166,13 +160,30 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
         result["attribution"] = attribution(test, det.families)
     _write_scores(test, run.scores)
     write_json(run.metrics, _jsonable(result))
-    log.info("test EER %.3f, AUC %.3f on %d clips", result["eer"], result["roc_auc"], len(test))
+    _log_headline(result, n_test=len(test))
+    return result
+
+
+def _validation(det, part: pd.DataFrame, kw: dict, *, band: float, path: Path) -> tuple | None:
+    """Validation re-scored as detection scores files (written to `path`); (labels, logits) or None."""
+    if not len(part):
+        return None
+    frame, _, _ = score_split(det, part, kw)
+    if frame["y"].nunique() < 2:
+        return None
+    frame["classification"] = [det_class(p, det.threshold, band) for p in frame["prob"]]
+    _write_scores(frame, path)
+    return frame["y"].to_numpy(), frame["logit"].to_numpy()
+
+
+def _log_headline(result: dict, *, n_test: int) -> None:
+    """One log line for the test EER, one for each of the seen- and unseen-engine groups."""
+    log.info("test EER %.3f, AUC %.3f on %d clips", result["eer"], result["roc_auc"], n_test)
     for name in ("seen", "unseen"):
         group = result[f"{name}_engine_eer"]
         if group.get("eer") is not None:
             log.info("%s-engine EER %.3f [%.3f-%.3f] on %d AI clips (%s) vs %d human", name, group["eer"],
                      *group["eer_ci"], group["n_ai"], ", ".join(group["engines"]), group["n_human"])
-    return result
 
 
 def attribution(test: pd.DataFrame, families: Sequence[str]) -> dict:

@@ -171,6 +171,17 @@ def evaluation_section(run_dir: Path) -> str:
                      + ("" if lofo_result.get("complete") else "<p class='warn'>incomplete: not every fold ran</p>"))
     for column, table in m.get("breakdowns", {}).items():
         parts.append(f"<h4>per {esc(column)}</h4>{records_table(table, column)}")
+    parts.append(_checks_and_robustness(m, base))
+    rest = {k: v for k, v in m.items() if k not in {*HEADLINE, "ci", "baselines", "figures", "breakdowns", "robustness",
+                                                   "operating_point", "calibration", "inconclusive", "val_check",
+                                                   "shortcut_warning", "attribution"}}
+    parts.append(f"<details><summary>all other values in metrics.json</summary>{nested_html(rest)}</details>")
+    return "".join(parts)
+
+
+def _checks_and_robustness(m: dict, base: dict) -> str:
+    """The shortcut probe, calibration, inconclusive and validation boxes, then the robustness table."""
+    parts = []
     probe, boxes = base.get("shortcut_probe", {}), []
     if probe:
         boxes.append(f"<div><h4>shortcut probe: {esc(probe.get('verdict', ''))}</h4>"
@@ -189,10 +200,6 @@ def evaluation_section(run_dir: Path) -> str:
                         else nested_html(m["robustness"])))
     else:
         parts.append('<h4>robustness</h4><p class="muted">not evaluated in this run (robustness=False)</p>')
-    rest = {k: v for k, v in m.items() if k not in {*HEADLINE, "ci", "baselines", "figures", "breakdowns", "robustness",
-                                                   "operating_point", "calibration", "inconclusive", "val_check",
-                                                   "shortcut_warning", "attribution"}}
-    parts.append(f"<details><summary>all other values in metrics.json</summary>{nested_html(rest)}</details>")
     return "".join(parts)
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from voicelib.audio.augment import AugmentConfig, Augmenter
 from voicelib.audio.cache import AudioCache
@@ -124,15 +125,8 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
     n_samples = cfg.segments_per_epoch or segments.segments_per_epoch(train_df, mcfg.segment_seconds)
     steps = max(n_samples // cfg.batch_size, 1) * cfg.epochs
     model.to(dev)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
-    if cfg.sam:
-
-        optimizer = SAM(optimizer, rho=cfg.sam_rho, adaptive=cfg.sam == "asam")
-    ai_loss = None
-    if mcfg.ai_head == "ocsoftmax":
-
-        ai_loss = OCSoftmax(mcfg.embedding_dim, **OCSOFTMAX)
+    optimizer, ai_loss = _optimizer(model, cfg), (OCSoftmax(mcfg.embedding_dim, **OCSOFTMAX)
+                                                   if mcfg.ai_head == "ocsoftmax" else None)
     run = Run(model, frontend(mcfg.features).to(dev), optimizer, dev, cfg.mode, cfg.seed, cfg.lr, steps,
                max(int(cfg.warmup_fraction * steps), 1), weights, aug.spec_augment, ai_loss=ai_loss, sam=bool(cfg.sam),
                net=ddp.wrap(model, ctx, dev), ctx=ctx)
@@ -143,7 +137,7 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
 
     def make_config(**extra: Any) -> dict[str, Any]:
         return saving.model_card(run.model.cfg, train_config=cfg.to_dict(), training=derived, data=summary,
-                                      language=language, language_head=language_head, **extra)
+                                 language=language, language_head=language_head, **extra)
 
     state = {"epoch": 0, "best_error": float("inf"), "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0}
     restored = checkpoint.load_last(out_dir, model=run.model, optimizer=run.optimizer) if resume else None
@@ -153,8 +147,14 @@ def fit(manifest: pd.DataFrame, config: TrainConfig | None = None, *, out_dir: s
     stopped = _loop(run, cfg, train_ds, val_ds, out_dir, state, rows, make_config, n_samples=n_samples,
                     progress=progress, on_epoch_end=on_epoch_end)
     return _finalize(run, val_ds, out_dir, rows, make_config, stopped=stopped, batch_size=cfg.batch_size,
-                     held_out=cfg.select_on != "last",
-                     best_epoch=state["best_epoch"])
+                     held_out=cfg.select_on != "last", best_epoch=state["best_epoch"])
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, inside SAM/ASAM when the config asks for it."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    return SAM(optimizer, rho=cfg.sam_rho, adaptive=cfg.sam == "asam") if cfg.sam else optimizer
 
 
 def _time_left(rows: list[dict[str, Any]], epoch: int, epochs: int) -> str:
