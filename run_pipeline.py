@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             layers.append((f"--smoke ({SMOKE.name})", load_config(SMOKE)))
         if args.config:
             layers.append((f"--config {args.config}", load_config(args.config)))
+        if stored and "resume_training" in known:  # continuing a run: training goes on from its last epoch
+            layers.append(("resuming this run", {"resume_training": True}))
         layers.append(("command line", {**command_line_values(args), "language": language}))
         params = resolve(known, RULES, layers, cwd=Path.cwd(), defaults_base=notebooks)  # every check, up front
         run_id = runner.new_run_id(params)

@@ -37,12 +37,14 @@ def dummy(tmp_path: Path) -> Path:
     nbdir.mkdir()
     base = 'run_dir: str = "."  # run directory\nseed: int = 0  # seed\nlanguage: str = "hindi"  # language\n'
     for stage in STAGES:
-        extra = "training: dict = {}  # TrainConfig fields\n" if stage == "03_finetune" else ""
+        extra = ("training: dict = {}  # TrainConfig fields\nresume_training: bool = False  # continue training\n"
+                 if stage == "03_finetune" else "")
         body = ("from pathlib import Path\n"
                 f"Path(run_dir, 'log.txt').open('a').write('{stage}\\n')\n"
                 f"print('working on {stage}')\n")
         if stage == "03_finetune":
-            body += "x = 1\nif Path(run_dir, 'fail').exists():\n    raise RuntimeError('boom in finetune')\n"
+            body += ("Path(run_dir, 'resume.txt').open('a').write(f'{resume_training}\\n')\n"
+                     "x = 1\nif Path(run_dir, 'fail').exists():\n    raise RuntimeError('boom in finetune')\n")
         _notebook(nbdir / f"{stage}.ipynb", base + extra, body)
     return nbdir
 
@@ -54,7 +56,7 @@ def _cli(nbdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_collect_parameters_unions_stages_and_refuses_disagreeing_defaults(dummy: Path) -> None:
     known = P.collect_parameters([dummy / f"{s}.ipynb" for s in STAGES])
-    assert set(known) == {"run_dir", "seed", "language", "training"}
+    assert set(known) == {"run_dir", "seed", "language", "training", "resume_training"}
     assert known["training"].stages == ("03_finetune",) and known["training"].default == {}
     assert len(known["seed"].stages) == len(STAGES)
     _notebook(dummy / "04_evaluate.ipynb", 'seed: int = 1  # seed\n', "")
@@ -77,6 +79,10 @@ def test_unknown_parameter_refused_with_suggestion(dummy: Path, tmp_path: Path) 
     lists = P.Param("tts_engines", "list", ["gtts"], "", ("01",))
     assert P.check_value(lists, "espeak") == ["espeak"]
     assert P.check_value(P.Param("lr", "float", 0.1, "", ("03",)), 1) == 1.0
+
+
+@pytest.mark.slow  # run_pipeline.py in a subprocess
+def test_the_command_refuses_an_unknown_parameter_of_a_config_file(dummy: Path, tmp_path: Path) -> None:
     config = tmp_path / "p.yaml"
     config.write_text("training: {epochs: 2}\nlearning_rat: 0.1\n")
     result = _cli(dummy, "--language", "hindi", "--config", str(config), "--run-dir", str(tmp_path / "r"))
@@ -99,7 +105,7 @@ def test_parameter_layers_merge_dicts_and_resolve_paths(dummy: Path, tmp_path: P
         P.resolve(known, {}, [], cwd=tmp_path, defaults_base=dummy)
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_PARAMETERS = [
     (["--epochs", "-3"], "parameter training: TrainConfig: epochs=-3 is out of range; allowed: 1 to 100000"),
     (["--set", "val_fraction=1.5"], "parameter val_fraction=1.5 is out of range; allowed: 0.01 to 0.8"),
     (["--tts", "espeek"], "parameter tts_engines='espeek' is not allowed; choose from"),
@@ -109,7 +115,20 @@ def test_parameter_layers_merge_dicts_and_resolve_paths(dummy: Path, tmp_path: P
     (["--set", "bootstrap=3"], "parameter bootstrap=3 is out of range; allowed: 10 to 100000"),
     (["--dask-scheduler", "host:8786"], "parameter dask_scheduler: 'host:8786' is not a scheduler address"),
     (["--nproc-per-node", "0"], "parameter nproc_per_node=0 is out of range; allowed: 1 to 64"),
-])
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_PARAMETERS)
+def test_bad_parameters_are_refused_by_main_in_one_line(tmp_path: Path, monkeypatch, capsys, args: list[str],
+                                                        message: str) -> None:
+    monkeypatch.chdir(tmp_path)  # relative folders in the arguments are read from here, as in the subprocess
+    assert run_pipeline.main(["--language", "hindi", "--run-dir", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # run_pipeline.py in a subprocess per case
+@pytest.mark.parametrize("args, message", BAD_PARAMETERS)
 def test_bad_parameters_fail_before_any_stage_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     start = time.perf_counter()
     result = subprocess.run([sys.executable, str(REPO / "run_pipeline.py"), "--language", "hindi", "--run-dir",
@@ -119,6 +138,7 @@ def test_bad_parameters_fail_before_any_stage_in_one_line(tmp_path: Path, args: 
     assert time.perf_counter() - start < 60  # seconds, not a stage's minutes (a generous bound on a busy machine)
 
 
+@pytest.mark.slow  # run_pipeline.py runs notebooks in kernels
 def test_failure_renders_html_names_cell_and_resume_skips_done(dummy: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -139,6 +159,7 @@ def test_failure_renders_html_names_cell_and_resume_skips_done(dummy: Path, tmp_
     assert result.returncode == 0, result.stderr
     assert "working on" not in result.stdout
     assert (run_dir / "log.txt").read_text().split() == STAGES[:3] + STAGES[2:]  # 01, 02 not redone
+    assert (run_dir / "resume.txt").read_text().split() == ["False", "True"]  # the training continues, not restarts
     assert json.loads((run_dir / "params.json").read_text())["parameters"]["training"] == {"epochs": 2}
     assert json.loads((tmp_path / "latest.json").read_text())["run_id"] == "run"
     assert all((run_dir / f"{s}.html").is_file() for s in STAGES)

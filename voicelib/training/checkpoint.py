@@ -29,7 +29,8 @@ def prepare_out_dir(out_dir: str | os.PathLike, *, resume: bool) -> Path:
         while backup.exists():
             backup, n = out_dir.with_name(f"{out_dir.name}.{stamp}-{n}.bak"), n + 1
         out_dir.rename(backup)
-        logger.warning("%s held an earlier model; moved it to %s (resume=True continues it instead)", out_dir, backup)
+        logger.warning("%s held an earlier model; moved it to %s (resuming the run, or resume_training=True, "
+                       "continues it instead)", out_dir, backup)
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
 
