@@ -164,6 +164,14 @@ def list_params(known: dict) -> None:
         print(f"  {name:18} {value!r}")
 
 
+def check_together(params: dict[str, Any]) -> None:
+    """Checks that need two parameters at once, before any stage runs."""
+    held_out = params.get("val_fraction", 0.0) + params.get("test_fraction", 0.0)
+    if held_out >= 0.9:
+        raise ValueError(f"val_fraction + test_fraction = {held_out:g} leaves {1 - held_out:.0%} of the audio to "
+                         "train on; keep their sum below 0.9 (defaults 0.15 + 0.2)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the pipeline; return the exit status (1 names the failed stage and cell, 2 a bad parameter)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             layers.append(("resuming this run", {"resume_training": True}))
         layers.append(("command line", {**command_line_values(args), "language": language}))
         params = resolve(known, RULES, layers, cwd=Path.cwd(), defaults_base=notebooks)  # every check, up front
+        check_together(params)
         run_id = runner.new_run_id(params)
         run_path = run_dir or reports / language / run_id
         params["run_dir"] = str(run_path)

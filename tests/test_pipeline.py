@@ -115,6 +115,8 @@ BAD_PARAMETERS = [
     (["--set", "bootstrap=3"], "parameter bootstrap=3 is out of range; allowed: 10 to 100000"),
     (["--dask-scheduler", "host:8786"], "parameter dask_scheduler: 'host:8786' is not a scheduler address"),
     (["--nproc-per-node", "0"], "parameter nproc_per_node=0 is out of range; allowed: 1 to 64"),
+    (["--set", "architecture.width=100000"], "width 100000 / blocks [2, 2, 2, 2] invalid; use width 1..512"),
+    (["--set", "val_fraction=0.5", "test_fraction=0.45"], "val_fraction + test_fraction = 0.95 leaves 5% of the audio"),
 ]
 
 

@@ -12,6 +12,7 @@ HEADS = ("ai", "language", "multi")
 ARCHS = ("resnet18", "lcnn", "whisper-base")
 ENCODER_ARCHS = ("whisper-base",)  # a frozen pretrained speech encoder under a light back end
 AI_HEADS = ("linear", "ocsoftmax")
+MAX_WIDTH = 512  # 8x the standard ResNet18: wider runs out of memory long after it starts
 OCSOFTMAX = {"m_real": 0.9, "m_fake": 0.2, "alpha": 20.0}  # Zhang et al. 2021
 
 
@@ -51,17 +52,18 @@ class ModelConfig:
         if self.arch not in ARCHS or self.ai_head not in AI_HEADS:
             raise ValueError(f"ModelConfig: arch {self.arch!r} / ai_head {self.ai_head!r} unknown; use arch one of "
                              f"{', '.join(ARCHS)} and ai_head one of {', '.join(AI_HEADS)}")
-        if self.width < 1 or len(self.blocks) != 4 or min(self.blocks) < 1:
-            raise ValueError(f"ModelConfig: width {self.width} / blocks {self.blocks} invalid; "
-                             "use width>=1 and 4 positive block counts")
+        blocks_ok = len(self.blocks) == 4 and 1 <= min(self.blocks) <= max(self.blocks) <= 8
+        if not 1 <= self.width <= MAX_WIDTH or not blocks_ok:
+            raise ValueError(f"ModelConfig: width {self.width} / blocks {list(self.blocks)} invalid; use width "
+                             f"1..{MAX_WIDTH} (64 is the standard ResNet18) and 4 block counts of 1..8")
         if self.arch in ENCODER_ARCHS:
             self._encoder_checks()
         if self.arch == "lcnn" and self.width % 2:
             raise ValueError(f"ModelConfig: the LCNN's width {self.width} must be even (32 is the published size)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig: dropout {self.dropout} must be in [0, 1)")
-        if self.segment_seconds <= 0:
-            raise ValueError(f"ModelConfig: segment_seconds {self.segment_seconds} must be positive")
+        if not 0 < self.segment_seconds <= 30:
+            raise ValueError(f"ModelConfig: segment_seconds {self.segment_seconds} must be in (0, 30]")
 
     def _encoder_checks(self) -> None:
         """An encoder model reads Whisper's own log-mel; its layer choice must name existing hidden states."""
