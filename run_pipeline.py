@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Run the six stage notebooks for one language: collect, augment, fine-tune, evaluate, final fit, report.
+"""Run the six stage notebooks for a language (or several): collect, augment, fine-tune, evaluate, final fit, report.
 
     python run_pipeline.py --language hindi --data-dir ../shared/speech
+    python run_pipeline.py --language hindi telugu english --data-dir ../shared/speech  # one multilingual model
     python run_pipeline.py --language hindi --smoke --data-dir ../shared/speech   # minutes on CPU
     python run_pipeline.py --resume --language hindi                               # finish the newest run
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from voicelib.files import read_json
-from voicelib.languages import LANGUAGES
+from voicelib.languages import LANGUAGE_NAMES, LANGUAGES
 from voicelib.stages import runner
 from voicelib.stages.params import Rule, collect_parameters, load_config, parse_set, resolve
 
@@ -73,7 +74,8 @@ def _rules() -> dict[str, Rule]:
     from voicelib.data.collect import HUMAN_SOURCES, TTS_ENGINES, VOCODERS
 
     return {
-        "language": Rule(choices=tuple(LANGUAGES)), "run_dir": Rule(path=True), "seed": Rule(0, 2**31 - 1),
+        "language": Rule(choices=tuple(LANGUAGES)), "languages": Rule(choices=(*LANGUAGES, "all")),
+        "run_dir": Rule(path=True), "seed": Rule(0, 2**31 - 1),
         "data_root": Rule(path=True), "models_root": Rule(path=True), "local_dirs": Rule(path=True, check=_folders),
         "human_sources": Rule(choices=HUMAN_SOURCES), "tts_engines": Rule(choices=("auto", *TTS_ENGINES, *VOCODERS)),
         "vocoders_per_clip": Rule(0, 5), "max_minutes_per_engine": Rule(0.1, 10_000),
@@ -95,7 +97,8 @@ RULES = _rules()
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--language", choices=list(LANGUAGES), help="language to train a detector for")
+    p.add_argument("--language", nargs="+", choices=[*LANGUAGES, "all"], metavar="LANGUAGE",
+                   help="language to train a detector for; several (or all) train one multilingual detector")
     p.add_argument("--data-dir", nargs="+", metavar="DIR",
                    help="local recordings in the <DIR>/<language>/{human,ai}/* layout (e.g. ../shared/speech)")
     p.add_argument("--tts", nargs="+", metavar="ENGINE", help="AI speech engines (python -m voicelib engines)")
@@ -164,6 +167,21 @@ def list_params(known: dict) -> None:
         print(f"  {name:18} {value!r}")
 
 
+def split_languages(names: list[str] | None) -> tuple[str | None, list[str]]:
+    """--language values -> (the run's first language, every language of a multilingual run or [])."""
+    if not names:
+        return None, []
+    if "all" in names:
+        return LANGUAGE_NAMES[0], ["all"]
+    unique = list(dict.fromkeys(names))
+    return unique[0], (unique if len(unique) > 1 else [])
+
+
+def runs_folder(language: str, languages: list[str]) -> str:
+    """reports/<language>/ for one language, reports/multilingual/ for several."""
+    return "multilingual" if languages else language
+
+
 def check_together(params: dict[str, Any]) -> None:
     """Checks that need two parameters at once, before any stage runs."""
     held_out = params.get("val_fraction", 0.0) + params.get("test_fraction", 0.0)
@@ -184,15 +202,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         reports = Path(args.reports_dir).resolve()
         run_dir = Path(args.run_dir).resolve() if args.run_dir else None
+        language, languages = split_languages(args.language)
         if args.resume and not run_dir:
-            if not args.language:
+            if not language:
                 raise ValueError("--resume needs --language to find the newest run")
-            run_dir = runner.latest_run(reports / args.language)
+            run_dir = runner.latest_run(reports / runs_folder(language, languages))
         stored = stored_parameters(run_dir) if run_dir else {}
         dropped = sorted(set(stored) - set(known))
         if dropped:
             print(f"note: ignoring stored parameters no stage takes any more: {', '.join(dropped)}")
-        language = args.language or stored.get("language")
+        language = language or stored.get("language")
         if not language:
             raise ValueError("--language is required (english, hindi, tamil, malayalam, telugu)")
         if stored and stored.get("language", language) != language:
@@ -204,15 +223,17 @@ def main(argv: list[str] | None = None) -> int:
             layers.append((f"--config {args.config}", load_config(args.config)))
         if stored and "resume_training" in known:  # continuing a run: training goes on from its last epoch
             layers.append(("resuming this run", {"resume_training": True}))
-        layers.append(("command line", {**command_line_values(args), "language": language}))
+        layers.append(("command line", {**command_line_values(args), "language": language,
+                                        **({"languages": languages} if languages else {})}))
         params = resolve(known, RULES, layers, cwd=Path.cwd(), defaults_base=notebooks)  # every check, up front
         check_together(params)
         run_id = runner.new_run_id(params)
-        run_path = run_dir or reports / language / run_id
+        run_path = run_dir or reports / runs_folder(params["language"], params.get("languages") or []) / run_id
         params["run_dir"] = str(run_path)
         runner.init_run(run_path, STAGES, params, run_id=run_id, repo=ROOT)
         selected = runner.select_stages(STAGES, runner.read_stages(run_path), only=args.stages, start=args.start)
-        print(f"run {run_path.name}: {language}, stages {', '.join(selected) or 'none left'} in {run_path}")
+        names = ", ".join(params.get("languages") or [language])
+        print(f"run {run_path.name}: {names}, stages {', '.join(selected) or 'none left'} in {run_path}")
         per_stage = {s: {k: v for k, v in params.items() if s in known[k].stages} for s in STAGES}
         runner.run_stages(STAGES, selected, per_stage, run_path, notebook_dir=notebooks,
                           echo_to=None if args.quiet else sys.stdout, extra_path=ROOT)

@@ -152,6 +152,7 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
             log.warning(result["shortcut_warning"])
     result.update(unseen.seen_unseen(test, parts["train"], parts["val"], threshold=det.threshold, seed=seed,
                                      n_boot=n_boot))
+    result["per_language"] = _per_language(test, parts, threshold=det.threshold, seed=seed, n_boot=n_boot)
     result["operating_point"] = unseen.operating_point(test, parts["train"], parts["val"], threshold=det.threshold,
                                                        band=band)
     test["classification"] = [det_class(p, det.threshold, band) for p in test["prob"]]
@@ -162,6 +163,24 @@ def evaluate_run(model_dir: str | os.PathLike, manifest: pd.DataFrame, *, out_di
     write_json(run.metrics, _jsonable(result))
     _log_headline(result, n_test=len(test))
     return result
+
+
+def _per_language(test: pd.DataFrame, parts: dict, *, threshold: float, seed: int, n_boot: int) -> dict:
+    """Seen- and unseen-engine EER within each language of a multilingual test split (never only pooled)."""
+    languages = sorted(set(test["language"].astype(str)))
+    if len(languages) < 2:
+        return {}
+    out = {}
+    for name in languages:
+        part = test[test["language"].astype(str) == name]
+        if part["y"].nunique() < 2:
+            out[name] = {"note": f"the test split holds only {'AI' if part['y'].all() else 'human'} {name} clips"}
+            continue
+        same = {s: frame[frame["language"].astype(str) == name] for s, frame in parts.items()}
+        out[name] = {"eer": metrics.eer(part["y"], part["logit"])[0], "n_test": len(part),
+                     **unseen.seen_unseen(part, same["train"], same["val"], threshold=threshold, seed=seed,
+                                          n_boot=n_boot)}
+    return out
 
 
 def _validation(det, part: pd.DataFrame, kw: dict, *, band: float, path: Path) -> tuple | None:

@@ -169,12 +169,17 @@ def evaluation_section(run_dir: Path) -> str:
                      "the test humans)</h4>"
                      + table_html(lofo_table(lofo_result))
                      + ("" if lofo_result.get("complete") else "<p class='warn'>incomplete: not every fold ran</p>"))
+    if m.get("per_language"):
+        parts.append("<h4>within each language (multilingual model)</h4>" + records_table(
+            {lang: {"EER": v.get("eer"), "unseen-engine EER": (v.get("unseen_engine_eer") or {}).get("eer"),
+                    "seen-engine EER": (v.get("seen_engine_eer") or {}).get("eer"), "test clips": v.get("n_test"),
+                    "note": v.get("note", "")} for lang, v in m["per_language"].items()}, "language"))
     for column, table in m.get("breakdowns", {}).items():
         parts.append(f"<h4>per {esc(column)}</h4>{records_table(table, column)}")
     parts.append(_checks_and_robustness(m, base))
     rest = {k: v for k, v in m.items() if k not in {*HEADLINE, "ci", "baselines", "figures", "breakdowns", "robustness",
                                                    "operating_point", "calibration", "inconclusive", "val_check",
-                                                   "shortcut_warning", "attribution"}}
+                                                   "shortcut_warning", "attribution", "per_language"}}
     parts.append(f"<details><summary>all other values in metrics.json</summary>{nested_html(rest)}</details>")
     return "".join(parts)
 

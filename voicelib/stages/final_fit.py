@@ -26,6 +26,7 @@ from voicelib.files import RunDir, read_json, write_json
 from voicelib.metrics import calibrate
 from voicelib.model import store
 from voicelib.model.saving import CONFIG, METRICS
+from voicelib.stages.collect import run_languages
 from voicelib.training.launch import fit
 
 log = logging.getLogger(__name__)
@@ -109,26 +110,31 @@ def final_fit(split: pd.DataFrame, run_dir: str | os.PathLike, *, out_dir: str |
 
 
 def ship(run: RunDir, split: pd.DataFrame, *, enabled: bool, models_root: str | os.PathLike, language: str,
-         promote: bool, data_root: str | os.PathLike, device: str = "cpu", nproc_per_node: int = 1) -> dict[str, Any]:
+         promote: bool, data_root: str | os.PathLike, device: str = "cpu", nproc_per_node: int = 1,
+         languages: list[str] = ()) -> dict[str, Any]:
     """The stage: fit and register the final model (or take the evaluated one), promote it; write final.json.
 
-    This is the one place a run promotes a model in the store: after evaluation, the model that ships.
+    This is the one place a run promotes a model in the store: after evaluation, the model that ships (for each of
+    the run's languages in a multilingual run).
     """
     train_summary = run.read(run.train_summary)
+    names = run_languages(language, list(languages))
     if not enabled:
-        entry = train_summary.get("store_entry")
-        if promote and entry:
-            store.promote(models_root, language, Path(entry).name)
-        info = {"enabled": False, "shipped": "evaluated", "store_entry": entry, "promoted": bool(promote and entry),
+        entries = train_summary.get("store_entries") or {language: train_summary.get("store_entry")}
+        for name, entry in entries.items():
+            if promote and entry:
+                store.promote(models_root, name, Path(entry).name)
+        info = {"enabled": False, "shipped": "evaluated", "store_entry": train_summary.get("store_entry"),
+                "store_entries": entries, "promoted": bool(promote and train_summary.get("store_entry")),
                 "note": "final_fit=False: the shipped model is the evaluated one (trained on the train split)"}
         write_json(run.final_summary, info)
         return info
     model_dir = final_fit(split, run.root, cache_dir=Path(data_root) / ".cache", device=device,
                           nproc_per_node=nproc_per_node)
-    entry = store.register(model_dir, root=models_root, language=language, promote=promote)
+    entries = {name: str(store.register(model_dir, root=models_root, language=name, promote=promote)) for name in names}
     meta = read_json(model_dir / CONFIG)
-    info = {"enabled": True, "shipped": "final", "model_dir": model_dir.name, "store_entry": str(entry),
-            "promoted": promote, "evaluated_store_entry": train_summary.get("store_entry"),
+    info = {"enabled": True, "shipped": "final", "model_dir": model_dir.name, "store_entry": entries[names[0]],
+            "store_entries": entries, "promoted": promote, "evaluated_store_entry": train_summary.get("store_entry"),
             **{k: meta["final_fit"][k] for k in ("n_clips", "epochs", "operating_point")}}
     write_json(run.final_summary, info)
     return info

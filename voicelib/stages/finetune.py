@@ -16,6 +16,7 @@ from voicelib.data.manifest import read_manifest
 from voicelib.files import RunDir, write_json
 from voicelib.model import store
 from voicelib.model.config import ModelConfig
+from voicelib.stages.collect import run_languages
 from voicelib.training import launch
 from voicelib.training.config import TrainConfig, TrainResult
 
@@ -40,10 +41,14 @@ def train(run: RunDir, split: pd.DataFrame, train_config: TrainConfig, model_con
     return result
 
 
-def register(run: RunDir, result: TrainResult, *, models_root: str | os.PathLike, language: str) -> dict[str, Any]:
-    """Register the trained model in the store (not promoted) and write the run's train.json; return it."""
-    entry = store.register(result.model_dir, root=models_root, language=language, promote=False)
-    summary = {"model_dir": Path(result.model_dir).name, "store_entry": str(entry), "promoted": False,
+def register(run: RunDir, result: TrainResult, *, models_root: str | os.PathLike, language: str,
+             languages: list[str] = ()) -> dict[str, Any]:
+    """Register the trained model in the store for each of the run's languages (not promoted); write train.json."""
+    entries = {name: str(store.register(result.model_dir, root=models_root, language=name, promote=False))
+               for name in run_languages(language, list(languages))}
+    entry = next(iter(entries.values()))
+    summary = {"model_dir": Path(result.model_dir).name, "store_entry": entry, "store_entries": entries,
+               "promoted": False,
                "best_epoch": result.best_epoch, "best_val_eer": result.best_val_eer, "val_auc": result.val_auc,
                "threshold": result.threshold, "calibration": list(result.calibration),
                "stopped_early": result.stopped_early, "epochs_run": len(result.history), "mode": result.mode,
