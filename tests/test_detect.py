@@ -6,9 +6,7 @@ import pytest
 
 from voicelib.errors import AudioError, ModelError
 from voicelib.model import store
-from voicelib.model.config import ModelConfig
-from voicelib.model.registry import build_model
-from voicelib.model.saving import load_model, save_model
+from voicelib.model.saving import load_model
 from voicelib.scoring.decisions import AI, HUMAN, INCONCLUSIVE, classify
 from voicelib.scoring.load import load_detector
 from voicelib.scoring.paths import detect_paths, expand_paths
@@ -17,17 +15,8 @@ from voicelib.scoring.windows import chunk_bounds
 SR = 16000
 
 
-def save_tiny_model(model_dir, *, threshold=0.0, calibration=(1.0, 0.0), seed=0, language_head=True, families=()):
-    """Write a width-4 detector as a complete model directory (with a family head when `families` are given)."""
-    cfg = ModelConfig(width=4, blocks=(1, 1, 1, 1), family_head=bool(families), families=tuple(families))
-    model = build_model(cfg, seed=seed).eval()
-    config = {"model": cfg.to_dict(), "threshold": threshold, "calibration": {"a": calibration[0], "b": calibration[1]},
-              "threshold_scale": "logit", "language_head_active": language_head}
-    return save_model(model, model_dir, config=config, metrics={})
-
-
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
+def tiny_model(tmp_path_factory, save_tiny_model):
     return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
@@ -139,7 +128,7 @@ def test_detect_paths_counts_failures(detector, tmp_path, make_noise):
     json.dumps(results)  # plain JSON types only
 
 
-def test_bad_model_paths_raise_model_error(tmp_path, tiny_model):
+def test_bad_model_paths_raise_model_error(tmp_path, tiny_model, save_tiny_model):
     with pytest.raises(ModelError, match="no such model directory"):
         load_detector(tmp_path / "nope")
     broken = tmp_path / "broken"
@@ -167,7 +156,7 @@ def test_store_language_lookup(tmp_path, tiny_model):
 def test_inference_copy_gives_the_same_outputs(tiny_model):
     import torch
 
-    from voicelib.scoring.detector import inference_copy
+    from voicelib.scoring.torchnet import inference_copy
 
     model, _ = load_model(tiny_model)
     gen = torch.Generator().manual_seed(0)
@@ -196,7 +185,7 @@ def test_onnx_backend_matches_torch(tiny_model, make_noise):
         load_detector(tiny_model, backend="tensorrt")
 
 
-def test_untrained_language_head_is_reported_as_null(tmp_path, make_noise):
+def test_untrained_language_head_is_reported_as_null(tmp_path, make_noise, save_tiny_model):
     det = load_detector(save_tiny_model(tmp_path / "one_language", language_head=False), backend="torch")
     r = det.score_array(make_noise(duration=1.0), SR)
     assert r["languageDistribution"] is None and r["multiSpeakerScore"] is not None

@@ -1,39 +1,46 @@
-"""Front ends as batched torch modules [B, T] -> [B, bins, frames], CPU or GPU: log-mel, linear, LFCC, multi-res, CQT.
+"""Front-end settings and their matrices, and the front ends in numpy: everything here is importable without torch.
 
 `FeatureConfig.kind` picks the detector's input: "logmel" (80 mel bands, the default), "linear" (full-band
 linear-frequency log power spectrogram), "lfcc" (cepstra of a linear filterbank, as the ASVspoof baseline),
 "multires" (log power spectrograms at several window lengths, each resampled onto one linear bin grid and
-concatenated along frequency) or "cqt" (log constant-Q power: Brown and Puckette's spectral-kernel CQT, one
-STFT as long as the longest kernel times a fixed kernel matrix; always centred). Muller et al. 2022 found
-linear and CQT front ends generalise better to unseen attacks than mel. `frontend(cfg)` builds the module and
-`n_bins(cfg)` says how many bins it yields. `cfg.cmvn` says whether the model normalises each utterance per
-bin (model.normalize_features) before the network.
+concatenated along frequency), "cqt" (log constant-Q power: Brown and Puckette's spectral-kernel CQT, one
+STFT as long as the longest kernel times a fixed kernel matrix; always centred) or "whisper" (Whisper's own
+log-mel, for its encoder). Muller et al. 2022 found linear and CQT front ends generalise better to unseen
+attacks than mel. `n_bins(cfg)` says how many bins a front end yields; `cfg.cmvn` says whether the model
+normalises each utterance per bin (model.normalize_features) before the network.
+
+Two implementations of each front end: the torch modules of `voicelib.audio.frontends` (training, torch and GPU
+detection; `frontend(cfg)` builds one, and their names can be read from this module too) and `NumpyFrontEnd`
+(ONNX detection, equal to float32 rounding). The mel filterbank is computed here exactly as librosa's (Slaney
+scale and area normalisation), without importing librosa: its import pulls numba, a second of start-up.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
+import importlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import librosa
 import numpy as np
-import scipy.fft
-import torch
-from torch import nn
+from numpy.lib.stride_tricks import sliding_window_view
 
-from voicelib.audio.whisper_mel import WhisperLogMel
 from voicelib.config import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
 KINDS = ("logmel", "linear", "lfcc", "multires", "cqt", "whisper")  # whisper: Whisper's own log-mel (its encoder)
+NUMPY_KINDS = tuple(k for k in KINDS if k != "whisper")  # what NumpyFrontEnd computes (Whisper's is torch only)
 # front ends by name (FeatureConfig.from_dict("linear80")): each kind with its defaults, and linear80 -- the
 # linear bins pooled onto 80 equal-width bands, a linear front end at the network cost of 80 mel bands
 PRESETS: dict[str, dict[str, Any]] = {**{kind: {"kind": kind} for kind in KINDS},
                                       "linear80": {"kind": "linear", "n_linear_bins": 80},
                                       "whisper": {"kind": "whisper", "n_fft": 400, "hop_length": 160, "n_mels": 80}}
+# the torch modules and helpers of voicelib.audio.frontends, readable here as before they moved there
+TORCH_NAMES = ("LogMel", "LinearSpectrogram", "LFCC", "MultiResolution", "ConstantQ", "WhisperLogMel", "deltas")
 
 
 @dataclass(frozen=True)
@@ -115,13 +122,31 @@ def n_bins(cfg: FeatureConfig) -> int:
         return len(cqt_frequencies(cfg))
     return len(cfg.multires_windows) * cfg.multires_bins
 
+def _torch_front_ends():
+    """voicelib.audio.frontends, imported by name on first use: torch costs ONNX detection 1.3 s and 200 MB."""
+    return importlib.import_module("voicelib.audio.frontends")
+
+
+def __getattr__(name: str) -> Any:
+    """The torch front-end classes (features.LogMel, ...), loaded with torch only when asked for."""
+    if name in TORCH_NAMES:
+        return getattr(_torch_front_ends(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def frontend(cfg: FeatureConfig | None = None) -> nn.Module:
-    """The front-end module `cfg.kind` names: waves [B, T] -> features [B, n_bins(cfg), frames]."""
-    cfg = cfg or FeatureConfig()
-    kinds = {"logmel": LogMel, "linear": LinearSpectrogram, "lfcc": LFCC, "multires": MultiResolution, "cqt": ConstantQ,
-             "whisper": WhisperLogMel}
-    return kinds[cfg.kind](cfg)
+    """The torch front-end module `cfg.kind` names: waves [B, T] -> features [B, n_bins(cfg), frames]."""
+    return _torch_front_ends().frontend(cfg)
+
+
+def log_mel(wave: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndarray:
+    """Log-mel features of a float wave [T] -> [n_mels, frames] (or batched), computed by the torch module."""
+    return _torch_front_ends().log_mel(wave, cfg)
+
+
+def lfcc(wave: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndarray:
+    """LFCC features of a float wave [T] -> [n_bins, frames] (or batched), computed by the torch module."""
+    return _torch_front_ends().lfcc(wave, cfg)
 
 
 def n_frames(n_samples: int, cfg: FeatureConfig) -> int:
@@ -142,71 +167,47 @@ def linear_filterbank(cfg: FeatureConfig) -> np.ndarray:
     falling = (upper - freqs) / (upper - centre)
     return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
 
-
-def _as_batch(wave: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """Return a float [B, T] tensor and whether the input was a single [T] wave."""
-    if not torch.is_tensor(wave):
-        raise TypeError(f"expected a torch tensor of samples, got {type(wave).__name__}; "
-                        "use features.log_mel for numpy")
-    if wave.dim() not in (1, 2):
-        raise ValueError(f"expected waves shaped [T] or [B, T], got {tuple(wave.shape)}")
-    if not wave.is_floating_point() or wave.dtype in (torch.float16, torch.bfloat16):
-        wave = wave.float()
-    return (wave.unsqueeze(0), True) if wave.dim() == 1 else (wave, False)
+# Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above; librosa's constants
+_F_SP, _MIN_LOG_HZ = 200.0 / 3, 1000.0
+_MIN_LOG_MEL, _LOGSTEP = (_MIN_LOG_HZ - 0.0) / _F_SP, np.log(6.4) / 27.0
 
 
-class _Spectrogram(nn.Module):
-    """Shared STFT power spectrogram with a registered Hann window."""
-
-    def __init__(self, cfg: FeatureConfig, *, n_fft: int | None = None, win_length: int | None = None):
-        super().__init__()
-        self.cfg = cfg
-        self.n_fft, self.win_length = n_fft or cfg.n_fft, win_length or cfg.win_length
-        # derived from cfg, so not saved in checkpoints (persistent=False keeps state_dicts free of them)
-        self.register_buffer("window", torch.hann_window(self.win_length, periodic=True), persistent=False)
-
-    def power_spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
-        """|STFT|^2 of [B, T] float waves: [B, n_fft // 2 + 1, frames]."""
-        cfg = self.cfg
-        if wave.shape[-1] == 0:
-            raise ValueError("cannot compute features of an empty wave; check the audio was loaded")
-        spec = torch.stft(wave, self.n_fft, hop_length=cfg.hop_length, win_length=self.win_length,
-                          window=self.window.to(wave.dtype), center=cfg.center, pad_mode=cfg.pad_mode,
-                          return_complex=True)
-        return spec.real.square() + spec.imag.square()
+def hz_to_mel(hz: float) -> float:
+    """One frequency on Slaney's mel scale."""
+    if hz >= _MIN_LOG_HZ:
+        return _MIN_LOG_MEL + float(np.log(hz / _MIN_LOG_HZ)) / _LOGSTEP
+    return (hz - 0.0) / _F_SP
 
 
-class LogMel(_Spectrogram):
-    """Waves [B, T] (or [T]) -> log(mel power + eps) [B, n_mels, frames] (or [n_mels, frames])."""
-
-    def __init__(self, cfg: FeatureConfig | None = None):
-        cfg = cfg or FeatureConfig()
-        super().__init__(cfg)
-        mel = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin,
-                                  fmax=cfg.fmax, htk=False, norm="slaney")
-        self.register_buffer("mel_fb", torch.from_numpy(mel.astype(np.float32)), persistent=False)
-
-    def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
-        """Mel power spectrogram, equal to librosa.feature.melspectrogram with the same settings."""
-        batch, single = _as_batch(wave)
-        mel = torch.matmul(self.mel_fb.to(batch.dtype), self.power_spectrogram(batch))
-        return mel[0] if single else mel
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """Log-mel features."""
-        batch, single = _as_batch(wave)
-        out = torch.log(self.power_mel(batch) + self.cfg.log_eps)
-        if self.cfg.top_db is not None:
-            floor = out.amax(dim=(-2, -1), keepdim=True) - self.cfg.top_db * float(np.log(10.0)) / 10.0
-            out = torch.maximum(out, floor)
-        return out[0] if single else out
+def mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    """Frequencies (Hz) of points on Slaney's mel scale."""
+    freqs = 0.0 + _F_SP * np.asarray(mels, dtype=np.float64)
+    high = mels >= _MIN_LOG_MEL
+    freqs[high] = _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels[high] - _MIN_LOG_MEL))
+    return freqs
 
 
-def _clamp_top_db(out: torch.Tensor, top_db: float | None) -> torch.Tensor:
-    """Clamp each example's natural-log power to (its max - top_db dB); None keeps all."""
-    if top_db is None:
-        return out
-    return torch.maximum(out, out.amax(dim=(-2, -1), keepdim=True) - top_db * float(np.log(10.0)) / 10.0)
+def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """Slaney-normalised triangular mel filters [n_mels, n_fft // 2 + 1]: librosa.filters.mel(htk=False, norm="slaney").
+
+    The arithmetic follows librosa's step by step (float64 ramps cast to float32, then scaled by the band
+    widths), so the float32 values are the same, not merely close.
+    """
+    fft_freqs = np.fft.rfftfreq(n=cfg.n_fft, d=1.0 / cfg.sample_rate)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(cfg.fmax), cfg.n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    lower, upper = -ramps[:-2] / fdiff[:-1, None], ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper)).astype(np.float32)
+    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    return weights
+
+
+def dct_matrix(n: int) -> np.ndarray:
+    """The orthonormal DCT-II matrix [n, n], a row per coefficient: scipy.fft.dct(np.eye(n), norm="ortho", axis=0)."""
+    k, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    scale = np.where(k == 0, np.sqrt(1.0 / n), np.sqrt(2.0 / n))
+    return scale * np.cos(np.pi * k * (2 * j + 1) / (2 * n))
 
 
 def bin_pooling(n_in: int, n_out: int) -> np.ndarray:
@@ -217,50 +218,6 @@ def bin_pooling(n_in: int, n_out: int) -> np.ndarray:
     hi = np.minimum(edges_out[1:, None], edges_in[None, 1:])
     overlap = np.maximum(hi - lo, 0.0)
     return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-class LinearSpectrogram(_Spectrogram):
-    """Full-band linear-frequency log power spectrogram: [B, n_fft // 2 + 1 (or n_linear_bins), frames]."""
-
-    def __init__(self, cfg: FeatureConfig | None = None):
-        cfg = cfg or FeatureConfig(kind="linear")
-        super().__init__(cfg)
-        full = cfg.n_fft // 2 + 1
-        pool = None if cfg.n_linear_bins in (None, full) else torch.from_numpy(bin_pooling(full, cfg.n_linear_bins))
-        self.register_buffer("pool", pool, persistent=False)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """log(power + eps) per linear bin."""
-        batch, single = _as_batch(wave)
-        power = self.power_spectrogram(batch)
-        if self.pool is not None:
-            power = torch.matmul(self.pool.to(batch.dtype), power)
-        out = _clamp_top_db(torch.log(power + self.cfg.log_eps), self.cfg.top_db)
-        return out[0] if single else out
-
-
-class MultiResolution(nn.Module):
-    """Log power spectrograms at several window lengths on one linear grid, concatenated along frequency."""
-
-    def __init__(self, cfg: FeatureConfig | None = None):
-        super().__init__()
-        cfg = cfg or FeatureConfig(kind="multires")
-        self.cfg = cfg
-        self.stfts = nn.ModuleList(_Spectrogram(cfg, n_fft=max(w, cfg.hop_length), win_length=w)
-                                   for w in cfg.multires_windows)
-        for i, stft in enumerate(self.stfts):
-            pool = bin_pooling(stft.n_fft // 2 + 1, cfg.multires_bins)
-            self.register_buffer(f"pool{i}", torch.from_numpy(pool), persistent=False)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """[B, len(windows) * multires_bins, frames], short windows first."""
-        batch, single = _as_batch(wave)
-        parts = []
-        for i, stft in enumerate(self.stfts):
-            power = torch.matmul(getattr(self, f"pool{i}").to(batch.dtype), stft.power_spectrogram(batch))
-            parts.append(torch.log(power + self.cfg.log_eps))
-        out = _clamp_top_db(torch.cat(parts, dim=-2), self.cfg.top_db)
-        return out[0] if single else out
 
 
 def cqt_frequencies(cfg: FeatureConfig) -> np.ndarray:
@@ -284,84 +241,95 @@ def cqt_kernel(cfg: FeatureConfig) -> tuple[np.ndarray, int]:
     return (np.conj(np.fft.fft(kernel, axis=1)) / n_fft)[:, : n_fft // 2 + 1], n_fft
 
 
-class ConstantQ(nn.Module):
-    """Log constant-Q power [B, n_bins, frames]: |kernel @ STFT|^2 with a rectangular n_fft window."""
-
-    def __init__(self, cfg: FeatureConfig | None = None):
-        super().__init__()
-        cfg = cfg or FeatureConfig(kind="cqt")
-        self.cfg = cfg
-        kernel, self.n_fft = cqt_kernel(cfg)
-        self.register_buffer("kernel", torch.from_numpy(kernel.astype(np.complex64)), persistent=False)
-        self.register_buffer("window", torch.ones(self.n_fft), persistent=False)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """log(CQT power + eps)."""
-        batch, single = _as_batch(wave)
-        if batch.shape[-1] == 0:
-            raise ValueError("cannot compute features of an empty wave; check the audio was loaded")
-        spec = torch.stft(batch.float(), self.n_fft, hop_length=self.cfg.hop_length, window=self.window,
-                          center=True, pad_mode="constant", return_complex=True)
-        cq = torch.matmul(self.kernel, spec)
-        out = _clamp_top_db(torch.log(cq.real.square() + cq.imag.square() + self.cfg.log_eps), self.cfg.top_db)
-        return out.to(batch.dtype)[0] if single else out.to(batch.dtype)
+def hann(length: int) -> np.ndarray:
+    """The periodic Hann window, as torch.hann_window(length, periodic=True)."""
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)).astype(np.float32)
 
 
-def deltas(coeffs: torch.Tensor, *, width: int = 2) -> torch.Tensor:
-    """Regression deltas over frames (last axis) with edge replication, as in HTK."""
+def stft_frames(waves: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray, *, center: bool,
+                pad_mode: str) -> np.ndarray:
+    """Windowed frames [B, frames, len(window)] of waves [B, T], the frames torch.stft transforms.
+
+    torch centres a shorter window inside n_fft with zeros; those zeros are left out here, so `np.fft.rfft(frames,
+    n=n_fft)` has torch's power in every bin (and torch's complex values when the window fills n_fft).
+    """
+    if center:
+        waves = np.pad(waves, ((0, 0), (n_fft // 2, n_fft // 2)), mode=pad_mode)
+    count = 1 + (waves.shape[-1] - n_fft) // hop_length
+    left = (n_fft - window.size) // 2
+    return sliding_window_view(waves, window.size, axis=-1)[:, left::hop_length][:, :count] * window
+
+
+def _deltas(coeffs: np.ndarray, width: int = 2) -> np.ndarray:
+    """Regression deltas over frames (last axis) with edge replication, as frontends.deltas."""
     frames = coeffs.shape[-1]
-    padded = torch.nn.functional.pad(coeffs, (width, width), mode="replicate")
+    padded = np.pad(coeffs, [(0, 0)] * (coeffs.ndim - 1) + [(width, width)], mode="edge")
     num = sum(n * (padded[..., width + n:width + n + frames] - padded[..., width - n:width - n + frames])
               for n in range(1, width + 1))
     return num / (2 * sum(n * n for n in range(1, width + 1)))
 
 
-class LFCC(_Spectrogram):
-    """ASVspoof-style LFCC: linear filterbank, log, DCT-II (ortho), optional deltas: [B, n_bins, frames]."""
+class NumpyFrontEnd:
+    """The front end `cfg.kind` names, in numpy: float waves [B, T] (or [T]) -> float32 [B, n_bins(cfg), frames].
 
-    def __init__(self, cfg: FeatureConfig | None = None):
-        cfg = cfg or FeatureConfig()
-        super().__init__(cfg)
-        dct = scipy.fft.dct(np.eye(cfg.n_linear), type=2, norm="ortho", axis=0)[: cfg.n_lfcc]
-        self.register_buffer("linear_fb", torch.from_numpy(linear_filterbank(cfg)), persistent=False)
-        self.register_buffer("dct", torch.from_numpy(dct.astype(np.float32)), persistent=False)
+    Equal to the torch module (`frontend(cfg)`) to float32 rounding; ONNX detection uses it so that scoring
+    never imports torch. Waves go through in groups of `group`, so the frames and spectra stay a few MB.
+    """
 
-    @property
-    def n_bins(self) -> int:
-        """Number of output coefficients per frame."""
-        return self.cfg.n_lfcc * (3 if self.cfg.lfcc_deltas else 1)
+    def __init__(self, cfg: FeatureConfig, *, group: int = 8):
+        if cfg.kind not in NUMPY_KINDS:
+            raise ValueError(f"front end {cfg.kind!r} has no numpy version (only {', '.join(NUMPY_KINDS)}); "
+                             "use the torch module, features.frontend(cfg)")
+        self.cfg, self.group, self.kernel, self.dct = cfg, group, None, None
+        full = cfg.n_fft // 2 + 1
+        # one (n_fft, window, filter matrix or None, centred, pad mode) per STFT; matrices transposed for frames @ m
+        if cfg.kind == "multires":
+            self.stfts = [(max(w, cfg.hop_length), hann(w), bin_pooling(max(w, cfg.hop_length) // 2 + 1,
+                                                                        cfg.multires_bins).T, cfg.center, cfg.pad_mode)
+                          for w in cfg.multires_windows]
+        elif cfg.kind == "cqt":  # a rectangular window as long as the longest kernel, always centred with zeros
+            kernel, n_fft = cqt_kernel(cfg)
+            self.kernel = np.ascontiguousarray(kernel.astype(np.complex64).T)
+            self.stfts = [(n_fft, np.ones(n_fft, np.float32), None, True, "constant")]
+        else:
+            matrix = {"logmel": mel_filterbank, "lfcc": linear_filterbank}.get(cfg.kind)
+            matrix = (matrix(cfg) if matrix else None if cfg.n_linear_bins in (None, full)
+                      else bin_pooling(full, cfg.n_linear_bins))
+            self.stfts = [(cfg.n_fft, hann(cfg.win_length), None if matrix is None else np.ascontiguousarray(matrix.T),
+                           cfg.center, cfg.pad_mode)]
+        if cfg.kind == "lfcc":
+            self.dct = dct_matrix(cfg.n_linear)[: cfg.n_lfcc].astype(np.float32)
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """LFCC features."""
-        batch, single = _as_batch(wave)
-        energies = torch.matmul(self.linear_fb.to(batch.dtype), self.power_spectrogram(batch))
-        coeffs = torch.matmul(self.dct.to(batch.dtype), torch.log(energies + self.cfg.log_eps))
-        if self.cfg.lfcc_deltas:
-            first = deltas(coeffs)
-            coeffs = torch.cat([coeffs, first, deltas(first)], dim=-2)
-        return coeffs[0] if single else coeffs
+    def __call__(self, waves: np.ndarray) -> np.ndarray:
+        """Features of a batch of waves (a single wave [T] gives [n_bins, frames])."""
+        batch = np.asarray(waves, dtype=np.float32)
+        if batch.ndim not in (1, 2):
+            raise ValueError(f"expected waves shaped [T] or [B, T], got {batch.shape}")
+        if batch.shape[-1] == 0:
+            raise ValueError("cannot compute features of an empty wave; check the audio was loaded")
+        single = batch.ndim == 1
+        batch = batch[None] if single else batch
+        out = np.concatenate([self._features(batch[i:i + self.group]) for i in range(0, len(batch), self.group)])
+        return out[0] if single else out
 
-
-@functools.lru_cache(maxsize=8)
-def _module(kind: str, cfg: FeatureConfig) -> nn.Module:
-    """One cached CPU module per (kind, config) for the numpy helpers."""
-    return (LogMel if kind == "logmel" else LFCC)(cfg).eval()
-
-
-def _numpy_features(kind: str, wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Run a cached module on a numpy wave ([T] or [B, T]) without gradients."""
-    array = np.asarray(wave, dtype=np.float32)
-    if not array.flags.writeable:  # torch.from_numpy warns on read-only memory
-        array = array.copy()
-    with torch.no_grad():
-        return _module(kind, cfg)(torch.from_numpy(array)).numpy()
-
-
-def log_mel(wave: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndarray:
-    """Log-mel features of a float wave [T] -> [n_mels, frames] (or [B, T] -> [B, n_mels, frames])."""
-    return _numpy_features("logmel", wave, cfg or FeatureConfig())
-
-
-def lfcc(wave: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndarray:
-    """LFCC features of a float wave [T] -> [n_bins, frames] (or batched)."""
-    return _numpy_features("lfcc", wave, cfg or FeatureConfig())
+    def _features(self, batch: np.ndarray) -> np.ndarray:
+        """Features of a few waves [b, T] -> [b, bins, frames]."""
+        cfg = self.cfg
+        parts = []
+        for n_fft, window, matrix, center, pad_mode in self.stfts:
+            spec = np.fft.rfft(stft_frames(batch, n_fft, cfg.hop_length, window, center=center, pad_mode=pad_mode),
+                               n=n_fft, axis=-1)
+            if self.kernel is not None:
+                spec = spec @ self.kernel
+            power = np.square(spec.real) + np.square(spec.imag)
+            parts.append(np.log((power if matrix is None else power @ matrix) + np.float32(cfg.log_eps)))
+        out = np.concatenate(parts, axis=-1).transpose(0, 2, 1)
+        if self.dct is not None:
+            out = self.dct @ out
+            if cfg.lfcc_deltas:
+                first = _deltas(out)
+                out = np.concatenate([out, first, _deltas(first)], axis=-2)
+            return np.ascontiguousarray(out, dtype=np.float32)
+        if cfg.top_db is not None:  # each example clamped to its max - top_db dB (natural log of power)
+            out = np.maximum(out, out.max(axis=(-2, -1), keepdims=True) - np.float32(cfg.top_db * np.log(10.0) / 10.0))
+        return np.ascontiguousarray(out, dtype=np.float32)

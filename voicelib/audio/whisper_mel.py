@@ -66,5 +66,5 @@ class WhisperLogMel(nn.Module):
         super().__init__()  # the settings are Whisper's own: `cfg` (a FeatureConfig of kind "whisper") changes nothing
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """Log-mel of a batch (a single wave [T] gets a batch axis)."""
-        return log_mel(wave[None] if wave.dim() == 1 else wave, padding=0)
+        """Log-mel of a batch [B, T] -> [B, 80, frames]; a single wave [T] -> [80, frames], as the other front ends."""
+        return log_mel(wave[None], padding=0)[0] if wave.dim() == 1 else log_mel(wave, padding=0)

@@ -1,12 +1,17 @@
-"""Export a detector to ONNX (checked against torch) and quantise it to dynamic int8 for CPU inference.
+"""Export a detector to ONNX (checked against torch), store the export with the model, quantise to dynamic int8.
 
 Both take log-mel features [B, n_mels, frames]; the STFT front end (voicelib.audio.features.LogMel) stays
-outside, so a runtime computes features itself with the settings in the model's config.json.
+outside, so a runtime computes features itself with the settings in the model's config.json. `store_graph`
+exports a model directory's network once per input length and keeps the graph with the model
+(voicelib.model.saving names it after the weights), so detection loads it instead of exporting at every start.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,7 +24,7 @@ from voicelib.errors import ModelError
 from voicelib.files import atomic_path
 from voicelib.model.layers import output_names
 from voicelib.model.resnet import ResNet18Detector
-from voicelib.model.saving import load_model
+from voicelib.model.saving import cache_dir, graph_key, graph_name, load_model, stored_graph
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +76,37 @@ def export_onnx(model_or_dir: ResNet18Detector | str | os.PathLike, out_path: st
                                  "try another opset or report the torch/onnx versions")
             logger.info("exported %s (max |onnx - torch| = %.2e)", out_path, diff)
     return out_path
+
+
+def store_graph(model_dir: str | os.PathLike, *, frames: int) -> Path:
+    """The model's ONNX graph for `frames` frames: the stored one, else exported once and stored beside the weights.
+
+    A read-only model directory keeps it in saving.cache_dir() (named by the weights' key, so it is never
+    mistaken for another model's); when that cannot be written either, a temporary copy serves this process.
+    """
+    key = graph_key(model_dir)
+    found = stored_graph(model_dir, frames, key=key)
+    if found is not None:
+        return found
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = export_onnx(model_dir, Path(tmp) / graph_name(frames, key), frames=frames)
+        for folder in (Path(model_dir), cache_dir()):
+            try:
+                with atomic_path(folder / exported.name) as target:
+                    shutil.copyfile(exported, target)
+            except OSError as exc:
+                logger.info("cannot store the ONNX graph in %s (%s)", folder, exc)
+                continue
+            for stale in set(folder.glob(graph_name(frames, "*"))) - {folder / exported.name}:
+                if folder == Path(model_dir):  # exported from other weights: never used again
+                    stale.unlink(missing_ok=True)
+            logger.info("stored the ONNX graph for %d frames as %s", frames, folder / exported.name)
+            return folder / exported.name
+        keep = Path(tempfile.mkdtemp(prefix="voicelib-onnx-"))
+        atexit.register(shutil.rmtree, keep, ignore_errors=True)
+        logger.warning("%s: nowhere to store the exported ONNX graph; every run exports it again "
+                       "(make the model directory or $VOICELIB_CACHE writable)", model_dir)
+        return Path(shutil.move(exported, keep / exported.name))
 
 
 def onnx_max_diff(model: ResNet18Detector, onnx_path: str | os.PathLike, features: torch.Tensor) -> float:

@@ -1,89 +1,84 @@
 """The detector: a loaded model with its front end, preparation, threshold and calibration; it scores waves and files.
 
 Files are decoded whole (or streamed block by block when long), prepared as in training, cut into windows
-(`windows`), run through the network in batches (torch, or onnxruntime on CPU) and turned into one result per
-file (`decisions`). Load a model directory, a fused directory or the store's current model with
-`voicelib.scoring.load.load_detector`.
+(`windows`), run through the network in batches and turned into one result per file (`decisions`). On CPU the
+network is the model's stored ONNX graph behind the numpy front end (`graph`): detection then imports neither
+torch nor librosa. Torch (`torchnet`) runs it on GPUs, for architectures without an ONNX export, when
+onnxruntime is missing, and exports the graph the first time a model is used. Load a model directory, a fused
+directory or the store's current model with `voicelib.scoring.load.load_detector`.
 """
 from __future__ import annotations
 
-import copy
+import importlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
-import torch
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from voicelib.audio import decode, dsp
-from voicelib.audio.features import frontend
+from voicelib.audio.features import NUMPY_KINDS, n_frames
 from voicelib.audio.preprocess import prepare
 from voicelib.errors import AudioError, AudioTooLong, ModelError
 from voicelib.languages import LANGUAGE_NAMES
 from voicelib.metrics import apply_platt
-from voicelib.model.export import export_onnx
-from voicelib.model.saving import load_model
+from voicelib.model.config import ModelConfig
+from voicelib.model.saving import read_meta
 from voicelib.scoring import stream
 from voicelib.scoring.decisions import DEFAULT_BAND, calibration_of, classify, mean_softmax
+from voicelib.scoring.graph import OnnxNetwork
 from voicelib.scoring.windows import chunk_bounds, is_loud, tile, window_length
 
 log = logging.getLogger(__name__)
 
 SILENCE_DBFS = -60.0  # chunks with an RMS level below this are skipped as silent
 STREAM_ABOVE = 300.0  # seconds: longer files are streamed (bounded memory) instead of decoded whole
+CHUNK_DURATION = 3.0  # seconds: the default window; its ONNX graph is loaded (or exported) with the model
 
 
-def inference_copy(model):
-    """A copy of the network for inference: BatchNorm folded into the convolutions, channels-last layout.
-
-    Same outputs (to float rounding) with about half the CPU time of the eval-mode original.
-    """
-    fast = copy.deepcopy(model).eval()
-    for module in list(fast.modules()):
-        for conv, bn in (("conv1", "bn1"), ("conv2", "bn2")):
-            c, b = getattr(module, conv, None), getattr(module, bn, None)
-            if isinstance(c, torch.nn.Conv2d) and isinstance(b, torch.nn.BatchNorm2d):
-                setattr(module, conv, fuse_conv_bn_eval(c, b))
-                setattr(module, bn, torch.nn.Identity())
-        if isinstance(module, torch.nn.Sequential) and len(module) == 2 and isinstance(module[1], torch.nn.BatchNorm2d):
-            module[0], module[1] = fuse_conv_bn_eval(module[0], module[1]), torch.nn.Identity()
-    return fast.to(memory_format=torch.channels_last)
+def _torch_side(module: str):
+    """voicelib.scoring.torchnet or voicelib.model.export, imported by name when first needed."""
+    return importlib.import_module(module)  # both import torch: 1.3 s and 200 MB that a stored ONNX graph never needs
 
 
-def _pick_backend(backend: str, device: str, *, arch: str = "resnet18") -> str:
+def _store_graph(model_dir, frames: int):
+    """Export a model directory's ONNX graph for `frames` frames and store it (torch, once per model)."""
+    return _torch_side("voicelib.model.export").store_graph(model_dir, frames=frames)
+
+
+def _pick_backend(backend: str, device: str, *, cfg: ModelConfig) -> str:
     """Resolve "auto" to onnx (CPU with onnxruntime installed) or torch; refuse unknown names."""
     if backend not in ("auto", "torch", "onnx"):
         raise ValueError(f"backend {backend!r} unknown; use auto, torch or onnx")
+    if backend == "onnx" and cfg.features.kind not in NUMPY_KINDS:
+        raise ValueError(f"backend onnx needs a numpy front end, and {cfg.features.kind!r} has none; use backend torch")
     if backend == "auto":
         try:
             import onnxruntime  # noqa: F401  (optional dependency: its presence picks the backend)
         except ImportError:
             return "torch"
-        return "onnx" if device == "cpu" and arch == "resnet18" else "torch"  # LCNN's MFM does not export yet
+        # LCNN's MFM and the Whisper encoder do not export yet
+        exportable = cfg.arch == "resnet18" and cfg.features.kind in NUMPY_KINDS
+        return "onnx" if device == "cpu" and exportable else "torch"
     return backend
 
 
-def _calibration(meta: dict) -> tuple[float, float]:
-    """Read the Platt (a, b) from model metadata in any of the shapes store may write."""
-    cal = meta.get("calibration")
-    if cal is None:
-        log.warning("model has no calibration; using the uncalibrated sigmoid of the logit")
-        return 1.0, 0.0
-    if isinstance(cal, dict):
-        return float(cal["a"]), float(cal["b"])
-    return float(cal[0]), float(cal[1])
+def _network(model_dir, cfg: ModelConfig, *, backend: str, device: str) -> Callable[[np.ndarray], dict]:
+    """The network runner of a model directory: its ONNX graph (the default window's loaded now) or torch."""
+    if backend == "torch":
+        return _torch_side("voicelib.scoring.torchnet").TorchNetwork(model_dir, device=device)
+    network = OnnxNetwork(model_dir, cfg.features, export=_store_graph)
+    network.session(n_frames(window_length(CHUNK_DURATION, cfg.features.sample_rate), cfg.features))
+    return network
 
 
 @dataclass
 class Detector:
     """A loaded model plus its front end, threshold and calibration; load once, score many files."""
 
-    model: object
-    features: object
+    network: Callable[[np.ndarray], dict]  # windows [N, L] -> logits per head: graph.OnnxNetwork, torchnet.TorchNetwork
+    config: ModelConfig
     meta: dict
     threshold: float  # operating threshold on the calibrated probability
     calibration: tuple[float, float]
@@ -92,12 +87,11 @@ class Detector:
     band: float = DEFAULT_BAND
     silence_dbfs: float = SILENCE_DBFS
     batch_size: int = 64
-    backend: str = "torch"  # "torch", or "onnx" (onnxruntime on CPU: about twice as fast)
+    backend: str = "torch"  # "torch", or "onnx" (onnxruntime on CPU: about twice as fast, and no torch import)
     languages: list[str] = field(default_factory=lambda: list(LANGUAGE_NAMES))
     max_duration: float | None = None  # seconds; longer files are refused (None: any length)
     stream_above: float = STREAM_ABOVE  # files longer than this (seconds) are decoded block by block
     preprocess: object = None  # the model's PreprocessConfig: waves are prepared exactly as in training
-    _sessions: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, *, device: str = "cpu", band: float | None = None,
@@ -107,26 +101,29 @@ class Detector:
         backend "auto" runs the network in onnxruntime on CPU when it is installed, else in torch;
         max_duration (seconds) refuses longer files, None scores any length.
         """
+        meta = read_meta(model_dir)
         try:
-            model, meta = load_model(model_dir, device=device)
+            cfg = ModelConfig.from_dict(meta["model"])
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"{model_dir}: the model section of config.json is unusable ({exc}); "
+                             "re-export the model") from None
+        backend = _pick_backend(backend, device, cfg=cfg)
+        try:
+            network = _network(model_dir, cfg, backend=backend, device=device)
         except ModelError:
             raise
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
             reason = " ".join(str(exc).split())[:300]
             raise ModelError(f"{model_dir}: cannot load the model ({reason}); "
                              "retrain it or pick another model directory") from None
-        model.eval()
-        cfg = model.cfg.features
         a, b = calibration_of(meta)
         raw_threshold = float(meta.get("threshold", 0.0))
         threshold = (float(apply_platt(raw_threshold, a, b)) if meta.get("threshold_scale", "logit") == "logit"
                      else raw_threshold)
-        return cls(model=inference_copy(model), features=frontend(cfg).to(device).eval(),
-                   meta=dict(meta, model_dir=str(model_dir)), threshold=threshold, calibration=(a, b),
-                   sample_rate=int(cfg.sample_rate), device=device,
-                   band=float(meta.get("band", DEFAULT_BAND)) if band is None else band,
-                   backend=_pick_backend(backend, device, arch=model.cfg.arch),
-                   max_duration=max_duration, preprocess=model.cfg.preprocess)
+        return cls(network=network, config=cfg, meta=dict(meta, model_dir=str(model_dir)), threshold=threshold,
+                   calibration=(a, b), sample_rate=int(cfg.features.sample_rate), device=device,
+                   band=float(meta.get("band", DEFAULT_BAND)) if band is None else band, backend=backend,
+                   max_duration=max_duration, preprocess=cfg.preprocess)
 
     def prepared(self, wave: np.ndarray) -> np.ndarray:
         """The wave as the model's training saw it (silence trimmed, level set, zeros dithered), if it asks for that.
@@ -137,36 +134,12 @@ class Detector:
             return wave
         return prepare(wave, self.sample_rate, self.preprocess)
 
-    def _session(self, frames: int):
-        """An onnxruntime session for inputs of `frames` frames (exported once per chunk length)."""
-        if frames not in self._sessions:
-            import onnxruntime as ort  # optional dependency, imported only for the onnx backend
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting between batches
-            options.enable_cpu_mem_arena = False  # the arena would keep the largest batch's activations for good
-            with tempfile.TemporaryDirectory() as tmp:
-                path = export_onnx(self.model, Path(tmp) / "model.onnx", frames=frames)
-                self._sessions[frames] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return self._sessions[frames]
-
-    def _network(self, feats) -> dict[str, np.ndarray]:
-        """Logits of one batch of features, from torch or onnxruntime."""
-        if self.backend == "onnx":
-            session = self._session(int(feats.shape[-1]))
-            names = [o.name for o in session.get_outputs()]
-            return dict(zip(names, session.run(names, {"features": feats.cpu().numpy()})))
-        return {k: v.float().cpu().numpy() for k, v in self.model(feats).items()}
-
     def forward(self, chunks: np.ndarray) -> dict[str, np.ndarray]:
         """Run front end and network over [N, L] chunks in batches; return numpy logits per head."""
         outs: dict[str, list[np.ndarray]] = {}
-        with torch.inference_mode():
-            for i in range(0, len(chunks), self.batch_size):
-                y = self._network(self.features(torch.from_numpy(chunks[i:i + self.batch_size]).to(self.device)))
-                for key, value in y.items():
-                    outs.setdefault(key, []).append(value)
+        for i in range(0, len(chunks), self.batch_size):
+            for key, value in self.network(np.ascontiguousarray(chunks[i:i + self.batch_size])).items():
+                outs.setdefault(key, []).append(value)
         return {k: np.concatenate(v) for k, v in outs.items()}
 
     def _prepare(self, wave: np.ndarray, sr: int, name: str, chunk_duration: float, overlap: float):
@@ -198,9 +171,14 @@ class Detector:
                 "family": bool(self.families) and weights.get("family", 1.0) != 0}
 
     @property
+    def segment_seconds(self) -> float:
+        """The window length the model trained on: detection's default chunk length."""
+        return float(self.config.segment_seconds)
+
+    @property
     def families(self) -> list[str]:
         """The family head's classes ([] when the model has no family head)."""
-        return list(getattr(getattr(self.model, "cfg", None), "families", ()) or ())
+        return list(self.config.families or ())
 
     def result(self, name: str, n: int, bounds, kept, logits: dict[str, np.ndarray]) -> dict:
         """Assemble the per-file result from the logits of its kept windows."""

@@ -20,10 +20,9 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from voicelib import metrics
 from voicelib.audio import decode, dsp
@@ -34,6 +33,9 @@ from voicelib.model import store
 from voicelib.model.gmm import LfccGmm
 from voicelib.scoring.decisions import DEFAULT_BAND, classify
 from voicelib.scoring.detector import Detector
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class FusedDetector:
     sample_rate = property(lambda self: self.primary.sample_rate)
     max_duration = property(lambda self: self.primary.max_duration)
     families = property(lambda self: self.primary.families)
+    segment_seconds = property(lambda self: self.primary.segment_seconds)
     calibration = property(lambda self: (1.0, 0.0))  # the fused logit is already calibrated
     threshold = property(lambda self: float(metrics.apply_platt(self.threshold_logit, 1.0, 0.0)))
 
@@ -108,9 +111,9 @@ class FusedDetector:
         """The wave as the first network's training saw it."""
         return self.primary.prepared(wave)
 
-    def fuse(self, table: pd.DataFrame) -> np.ndarray:
-        """Fused logits from a table of member scores (one column per member)."""
-        x = table[self.members].to_numpy(dtype=np.float64)
+    def fuse(self, table: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+        """Fused logits from a table of member scores (one column per member: a DataFrame or a dict of arrays)."""
+        x = np.column_stack([np.asarray(table[m], dtype=np.float64) for m in self.members])
         if self.combine == "mean":
             return x.mean(axis=1)
         return x @ np.asarray(self.weights, dtype=np.float64) + self.bias
@@ -118,14 +121,21 @@ class FusedDetector:
     def member_scores(self, waves: Sequence[np.ndarray], sr: int, *, names: Sequence[str] | None = None,
                       chunk_duration: float = 3.0, overlap: float = 0.5) -> tuple[pd.DataFrame, list[dict]]:
         """Each member's score per wave (NaN where a wave could not be scored) and the first network's results."""
+        import pandas as pd  # evaluation wants a DataFrame; scoring itself (score_arrays) never imports pandas
+
+        table, first = self._member_table(waves, sr, names=names, chunk_duration=chunk_duration, overlap=overlap)
+        return pd.DataFrame(table), first
+
+    def _member_table(self, waves: Sequence[np.ndarray], sr: int, *, names: Sequence[str] | None,
+                      chunk_duration: float, overlap: float) -> tuple[dict[str, np.ndarray], list[dict]]:
+        """Each member's scores as one array per member, and the first network's results."""
         table, first = {}, None
         for name, det in zip(self.names, self.networks):
             results = det.score_arrays(waves, sr, names=names, chunk_duration=chunk_duration, overlap=overlap)
             a, b = det.calibration
-            table[name] = [a * r["aiLogit"] + b if "error" not in r else np.nan for r in results]
+            table[name] = np.array([a * r["aiLogit"] + b if "error" not in r else np.nan for r in results])
             first = results if first is None else first
         if self.gmm is not None:
-
             ok = [i for i, r in enumerate(first) if "error" not in r]
             gsr = self.gmm.sample_rate
             prepared = [self.prepared(dsp.resample(np.asarray(waves[i], np.float32), sr, gsr) if sr != gsr
@@ -133,12 +143,12 @@ class FusedDetector:
             scores = np.full(len(waves), np.nan)
             scores[ok] = self.gmm.score(prepared) if ok else []
             table[GMM] = scores
-        return pd.DataFrame(table), first
+        return table, first
 
     def score_arrays(self, waves: Sequence[np.ndarray], sr: int, *, names: Sequence[str] | None = None,
                      chunk_duration: float = 3.0, overlap: float = 0.5) -> list[dict]:
         """Score many waves with every member; the first network's result with the fused score in front."""
-        table, first = self.member_scores(waves, sr, names=names, chunk_duration=chunk_duration, overlap=overlap)
+        table, first = self._member_table(waves, sr, names=names, chunk_duration=chunk_duration, overlap=overlap)
         fused = self.fuse(table)
         out = []
         for i, r in enumerate(first):
@@ -149,7 +159,7 @@ class FusedDetector:
             label, confidence = classify(prob, self.threshold, band=self.band)
             out.append({**r, "aiScore": round(prob, 6), "aiLogit": round(float(fused[i]), 6), "classification": label,
                         "confidence": round(confidence, 6), "threshold": round(self.threshold, 6),
-                        "members": {m: round(float(table[m].iloc[i]), 6) for m in self.members},
+                        "members": {m: round(float(table[m][i]), 6) for m in self.members},
                         "fusion": self.combine})
         return out
 
@@ -214,7 +224,7 @@ class FusedDetector:
             if not d.is_dir():
                 raise ModelError(f"{path}: member model {d} is missing; restore it or rebuild the fusion")
         nets = [Detector.load(d, device=device, band=band, backend=backend, max_duration=max_duration) for d in dirs]
-        band = DEFAULT_BAND if band is None else band
+        band = float(spec.get("band") or DEFAULT_BAND) if band is None else band  # cross-fitted: its own
         return cls(nets, [m["name"] for m in members], combine, threshold_logit=threshold, gmm=gmm, band=band,
                    meta={**spec, "model_dir": str(model_dir)}, **kw)
 
