@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import hmac
 import logging
 import os
@@ -12,11 +12,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from fastapi import HTTPException
 
 from voicelib.audio import decode
+from voicelib.audio.decode import SUPPORTED_EXTENSIONS
 from voicelib.errors import AudioError, AudioTooLong, ModelError
 from voicelib.languages import LANGUAGE_NAMES, language_name
 from voicelib.model import store
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 
 PRESET_CHUNKS = (3.0, 5.0)  # chunk lengths run by onnxruntime sessions exported at load; others run in torch
+
+
+RETRY_AFTER_S = 5  # seconds a refused client is told to wait (Retry-After on 503)
 
 
 AUDIO_FORMATS = ("wav", "flac", "mp3", "ogg", "oga", "opus", "webm", "m4a", "mp4", "aac", "wma")
@@ -43,6 +47,13 @@ class ServeConfig:
     queue_limit: int = 8  # requests allowed to wait for a thread; beyond that 503
     backend: str = "auto"
     device: str = "cpu"
+    faik_auth: str = "none"  # "none": /audio/analyze-audio answers without a key, as fAIk-Backend does; "key"
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call /api/* (VOICELIB_CORS_ORIGINS)
+    rate_limit: tuple[float, float] | None = None  # (tokens, refill a second) per client on /api/*; None: off
+
+    def __post_init__(self) -> None:
+        if self.faik_auth not in ("none", "key"):
+            raise ValueError(f"faik_auth must be 'none' or 'key', got {self.faik_auth!r} (VOICELIB_FAIK_AUTH)")
 
 
 def read_api_keys(*, env: str | None = None, key_file: str | os.PathLike | None = None) -> tuple[str, ...]:
@@ -91,7 +102,8 @@ def load_language(language: str, config: ServeConfig) -> Loaded:
     warm = np.random.default_rng(0).standard_normal(det.sample_rate * 6).astype(np.float32) * 0.1
     for chunk in PRESET_CHUNKS:  # exports the onnx sessions now, not during a request
         det.score_array(warm, det.sample_rate, chunk_duration=chunk)
-    torch_det = dataclasses.replace(det, backend="torch", _sessions={})
+    torch_det = det if det.backend == "torch" else load_detector(
+        model_dir, device=config.device, backend="torch", max_duration=config.max_duration)
     return Loaded(language, model_dir.name, det, torch_det, time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
@@ -144,44 +156,119 @@ class Models:
         return current[name]
 
 
+class Slot:
+    """One admitted request: released when its work ends, or when it leaves before any work started."""
+
+    def __init__(self, pool: "Pool", position: int):
+        self.pool, self.position, self.admitted = pool, position, time.perf_counter()
+        self.waited_ms, self.handed, self.released = 0, False, False
+
+    def release(self) -> None:
+        with self.pool._lock:
+            if not self.released:
+                self.released, self.pool.busy = True, self.pool.busy - 1
+
+    def __enter__(self) -> "Slot":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.handed:  # no work was started (a bad request): free the place now
+            self.release()
+
+
 class Pool:
     """A bounded thread pool: at most workers + queue_limit requests are accepted at once, the rest get 503."""
 
     def __init__(self, workers: int, queue_limit: int):
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voicelib-score")
-        self.workers, self.capacity, self.busy = workers, workers + queue_limit, 0
+        self.workers, self.queue_limit, self.capacity, self.busy = workers, queue_limit, workers + queue_limit, 0
         self._lock = threading.Lock()
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run fn(*args) on a worker thread; 503 when the pool and its queue are full."""
+    def admit(self, busy_message: Callable[[int], str] | None = None) -> Slot:
+        """Reserve a place (running or waiting); 503 with Retry-After when the pool and its queue are full."""
         with self._lock:
             if self.busy >= self.capacity:
-                raise HTTPException(503, f"server busy ({self.busy} requests in progress); retry in a few seconds")
+                queued = max(0, self.busy - self.workers)
+                text = busy_message(queued) if busy_message else (
+                    f"server busy ({self.busy} requests in progress); retry in a few seconds")
+                raise HTTPException(503, text, headers={"Retry-After": str(RETRY_AFTER_S)})
             self.busy += 1
+            return Slot(self, max(0, self.busy - self.workers))
+
+    def queue_state(self) -> dict[str, int]:
+        """Running and waiting requests (voice-ai-detection's GET /api/queue)."""
+        busy = self.busy
+        return {"active": min(busy, self.workers), "queued": max(0, busy - self.workers),
+                "maxConcurrent": self.workers, "maxQueue": self.queue_limit}
+
+    async def run(self, fn: Callable[..., Any], *args: Any, slot: Slot | None = None) -> Any:
+        """Run fn(*args) on a worker thread in `slot` (admitted now when None); 503 when full."""
+        slot = slot or self.admit()
+        slot.handed = True
 
         def job() -> Any:
+            slot.waited_ms = int((time.perf_counter() - slot.admitted) * 1000)
             try:
                 return fn(*args)
             finally:  # counted until the work really ends, even when the client has gone away
-                with self._lock:
-                    self.busy -= 1
+                slot.release()
 
         return await asyncio.get_running_loop().run_in_executor(self.executor, job)
+
+
+def _upload_path(tmp: str, data: bytes, suffix: str) -> Path:
+    """Write the upload; an unknown or missing extension is sniffed (libsndfile reads headers, else ffmpeg)."""
+    if f".{suffix}" in SUPPORTED_EXTENSIONS:
+        path = Path(tmp) / f"upload.{suffix}"
+        path.write_bytes(data)
+        return path
+    for guess in ("wav", "m4a"):  # libsndfile ignores the extension; ffprobe probes the content
+        path = Path(tmp) / f"upload.{guess}"
+        path.write_bytes(data)
+        try:
+            decode.info(path)
+            return path
+        except AudioError:
+            path.unlink()
+    raise AudioError("upload", "not a readable audio file (format not recognised); send wav, flac, mp3, ogg or m4a")
+
+
+def _checked_upload(tmp: str, data: bytes, suffix: str, max_duration: float) -> Path:
+    """The upload on disk, refused when empty, unreadable or longer than the limit."""
+    if not data:
+        raise AudioError("upload", "the audio is empty (0 bytes); send a recording")
+    path = _upload_path(tmp, data, suffix)
+    duration = decode.info(path).duration
+    if duration > max_duration:
+        raise AudioTooLong("upload", f"{duration:.1f} s long, over this server's limit of {max_duration:g} s; "
+                                     "send a shorter clip")
+    return path
+
+
+@contextlib.contextmanager
+def _upload_dir() -> Iterator[str]:
+    """A temporary folder for one upload, always removed; its path never reaches an error message."""
+    with tempfile.TemporaryDirectory(prefix="voicelib-serve-") as tmp:
+        try:
+            yield tmp
+        except AudioError as exc:
+            reason = exc.reason.replace(str(Path(tmp) / "upload"), "upload").replace(tmp, "")
+            raise type(exc)("upload", reason) from None
+
+
+def decode_upload(data: bytes, suffix: str, *, sr: int, max_duration: float) -> Any:
+    """Decode one upload whole to float32 mono at `sr`, silence allowed; AudioError when unusable."""
+    with _upload_dir() as tmp:
+        path = _checked_upload(tmp, data, suffix, max_duration)
+        return decode.load(path, sr=sr, max_duration=max_duration, allow_silent=True, min_duration=0.0)
 
 
 def score_bytes(loaded: Loaded, data: bytes, suffix: str, *, chunk_duration: float, overlap: float,
                 max_duration: float) -> dict:
     """Score one uploaded file from a temporary copy that is always removed; AudioError when unusable."""
 
-    if not data:
-        raise AudioError("upload", "the audio is empty (0 bytes); send a recording")
-    with tempfile.TemporaryDirectory(prefix="voicelib-serve-") as tmp:
-        path = Path(tmp) / f"upload.{suffix}"
-        path.write_bytes(data)
-        duration = decode.info(path).duration
-        if duration > max_duration:
-            raise AudioTooLong("upload", f"{duration:.1f} s long, over this server's limit of {max_duration:g} s; "
-                                         "send a shorter clip")
+    with _upload_dir() as tmp:
+        path = _checked_upload(tmp, data, suffix, max_duration)
         result = loaded.for_chunk(chunk_duration).score_path(path, chunk_duration=chunk_duration, overlap=overlap)
     result["file"] = "upload"
     return result

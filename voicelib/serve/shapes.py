@@ -1,9 +1,14 @@
-"""Response shapes of the detection service: voice-ai-detection's, fAIk-Backend's, model info, the explanation."""
+"""Response shapes of the detection service: voice-ai-detection's, fAIk-Backend's, model info, the explanation.
+
+Both peers' shapes report `centred` probabilities (the model's threshold maps to 0.5); README "Detection server".
+"""
 from __future__ import annotations
 
+import json
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from voicelib.scoring.decisions import AI, classify
+from voicelib.scoring.decisions import AI, HUMAN
 
 
 def explain(result: dict) -> str:
@@ -20,39 +25,74 @@ def explain(result: dict) -> str:
             f"so the clip reads as {verdict}.")
 
 
+def centred(prob: float, threshold: float) -> float:
+    """The calibrated probability re-centred so the model's threshold maps to 0.5 (monotone, 0 -> 0, 1 -> 1).
+
+    Both peers' clients take 0.5 as the boundary; ours is the model's threshold, so their shapes report this.
+    """
+    if prob < threshold:
+        return 0.5 * prob / max(threshold, 1e-9)
+    return 0.5 + 0.5 * (prob - threshold) / max(1.0 - threshold, 1e-9)
+
+
+def _percent(p: float) -> str:
+    """p * 100 to one decimal the way JavaScript's toFixed(1) rounds (half up on the exact binary value)."""
+    return str(Decimal(p * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
 def voice_detection_response(result: dict, language: str) -> dict:
-    """voice-ai-detection's response shape."""
-    return {"status": "success", "language": language.title(), "classification": result["classification"],
-            "aiScore": result["aiScore"], "confidenceScore": result["confidence"],
+    """voice-ai-detection's response: its five keys first (confidenceScore = P(AI) re-centred), then ours."""
+    p = centred(result["aiScore"], result["threshold"])
+    lean = ", leaning human" if p < 0.5 else ""
+    return {"status": "success", "language": language, "classification": AI if p >= 0.5 else HUMAN,
+            "confidenceScore": round(p, 6),
+            "explanation": f"Deep model estimated an AI probability of {_percent(p)}%{lean}. {explain(result)}",
+            "aiScore": result["aiScore"], "threshold": result["threshold"], "verdict": result["classification"],
             "languageDistribution": result["languageDistribution"], "multiSpeakerScore": result["multiSpeakerScore"],
-            "familyDistribution": result["familyDistribution"], "explanation": explain(result)}
+            "familyDistribution": result["familyDistribution"]}
 
 
-def analyze_response(result: dict, loaded: Any) -> dict:
-    """fAIk-Backend's response shape, with the detector's summary under `summary`."""
+def _faik_chunk(i: int, start: float, end: float, score: float, threshold: float) -> dict:
+    p = centred(score, threshold)
+    return {"chunk_index": i, "start_time": start, "end_time": end, "is_ai_generated": p >= 0.5,
+            "confidence": max(p, 1.0 - p), "class_probabilities": {"ai_generated": p, "real": 1.0 - p},
+            "ai_score": score}
 
-    threshold, chunks = result["threshold"], []
-    for i, c in enumerate(result["chunks"]):
-        score = c.get("score")
-        if score is None:
-            chunks.append({"chunk_index": i, "start_time": c["start"], "end_time": c["end"], "is_ai_generated": False,
-                           "confidence": 0.0, "class_probabilities": {}, "skipped": "silent"})
-            continue
-        chunks.append({"chunk_index": i, "start_time": c["start"], "end_time": c["end"],
-                       "is_ai_generated": score >= threshold,
-                       "confidence": round(classify(score, threshold, band=0)[1], 6),
-                       "class_probabilities": {"fake": score, "real": round(1.0 - score, 6)}})
-    scores = [c["score"] for c in result["chunks"] if c.get("score") is not None]
-    n_ai = sum(s >= threshold for s in scores)
-    summary = {"classification": result["classification"], "ai_score": result["aiScore"], "threshold": threshold,
-               "ai_chunks": n_ai, "human_chunks": len(scores) - n_ai, "skipped_chunks": result["skippedChunks"],
-               "ai_chunk_ratio": round(n_ai / len(scores), 6), "mean_chunk_score": round(sum(scores) / len(scores), 6),
-               "max_chunk_score": max(scores), "duration": result["duration"], "language": loaded.language,
+
+def analyze_response(result: dict, loaded: Any, bounds: list[tuple[float, float]], *, chunk_duration: float,
+                     overlap: float) -> dict:
+    """fAIk-Backend's response (its keys and meanings: class 0 = AI generated), our summary keys after its seven.
+
+    `result` scored exactly the windows `bounds` (seconds, fAIk's layout); a chunk's probabilities are the
+    re-centred probability, its confidence the winning class's, and is_deepfake the majority of chunks.
+    """
+    chunks = [_faik_chunk(i, s, e, c["score"], result["threshold"])
+              for i, ((s, e), c) in enumerate(zip(bounds, result["chunks"]))]
+    n, n_ai = len(chunks), sum(c["is_ai_generated"] for c in chunks)
+    mean_confidence = sum(c["confidence"] for c in chunks) / n
+    summary = {"total_chunks": n, "ai_generated_chunks": n_ai, "real_chunks": n - n_ai, "ai_generated_ratio": n_ai / n,
+               "average_confidence": mean_confidence, "chunk_duration_seconds": float(chunk_duration),
+               "overlap_ratio": float(overlap),
+               "classification": result["classification"], "ai_score": result["aiScore"],
+               "threshold": result["threshold"], "duration": result["duration"], "language": loaded.language,
                "model_version": loaded.version, "language_distribution": result["languageDistribution"],
                "multi_speaker_score": result["multiSpeakerScore"], "family_distribution": result["familyDistribution"],
                "explanation": explain(result)}
-    return {"is_deepfake": result["classification"] == AI, "overall_confidence": result["confidence"],
-            "model_loaded": True, "total_chunks": len(chunks), "chunks": chunks, "summary": summary}
+    return {"is_deepfake": n_ai / n > 0.5, "overall_confidence": mean_confidence, "model_loaded": True,
+            "total_chunks": n, "chunks": chunks, "summary": summary}
+
+
+def model_name(loaded: Any) -> str:
+    """A loaded model's name as /audio/model-status and /audio/model-info give it."""
+    return f"voicelib/{loaded.language}/{loaded.version}"
+
+
+def faik_model_info(loaded: Any) -> dict:
+    """fAIk-Backend's six model-info keys for the default model (class 0 = AI generated, 1 = real)."""
+    cfg = loaded.detector.config
+    return {"model_name": model_name(loaded), "model_type": cfg.arch, "feature_extractor_type": cfg.features.kind,
+            "model_config": json.dumps(cfg.to_dict(), sort_keys=True, default=str), "num_classes": 2,
+            "class_mapping": {"0": "AI Generated", "1": "Real"}}
 
 
 def model_info(loaded: Any) -> dict:
@@ -60,7 +100,7 @@ def model_info(loaded: Any) -> dict:
     det, meta = loaded.detector, loaded.detector.meta
     metrics = meta.get("metrics") or {}
     return {"version": loaded.version, "loaded_at": loaded.loaded_at, "labels": meta.get("labels", ["human", "ai"]),
-            "class_mapping": {"0": "HUMAN", "1": "AI_GENERATED"}, "positive_label": meta.get("positive_label", "ai"),
+            "label_index": {"0": "HUMAN", "1": "AI_GENERATED"}, "positive_label": meta.get("positive_label", "ai"),
             "threshold": round(det.threshold, 6), "inconclusive_band": det.band, "sample_rate": det.sample_rate,
             "segment_seconds": meta.get("segment_seconds"), "language_head": det.languages,
             "language_head_active": bool(meta.get("language_head_active", True)), "backend": det.backend,
