@@ -11,7 +11,6 @@ import torch
 
 from voicelib.audio.augment import AugmentConfig
 from voicelib.audio.cache import AudioCache
-from voicelib.audio.features import FeatureConfig
 from voicelib.data.dataset import SegmentDataset, family_indices
 from voicelib.model.config import ModelConfig
 from voicelib.model.registry import build_model
@@ -19,7 +18,6 @@ from voicelib.model.saving import load_model
 from voicelib.training.config import TrainConfig
 from voicelib.training.fit import fit, with_families
 
-TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40, cmvn=False), family_head=True)
 SR = 16000
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -50,11 +48,16 @@ def fam(tmp_path_factory) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def trained(fam, tmp_path_factory):
+def tiny(tiny_config):
+    return tiny_config(cmvn=False, family_head=True)
+
+
+@pytest.fixture(scope="module")
+def trained(fam, tmp_path_factory, tiny):
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(epochs=4, batch_size=8, lr=3e-3, seed=0, family_weight=1.0, mix_prob=0.0,
                             segments_per_epoch=64)
-    return fit(fam, cfg, out_dir=out / "m", model_config=TINY, augment_config=AugmentConfig.none(),
+    return fit(fam, cfg, out_dir=out / "m", model_config=tiny, augment_config=AugmentConfig.none(),
                      device="cpu", progress=False, cache_dir=out / "cache")
 
 
@@ -81,10 +84,10 @@ def test_family_head_needs_two_families_and_round_trips_the_config():
     assert "family" not in build_model(ModelConfig(width=4, blocks=(1, 1, 1, 1)), seed=0).eval()(torch.randn(1, 80, 50))
 
 
-def test_one_family_in_training_turns_the_head_off(fam):
+def test_one_family_in_training_turns_the_head_off(fam, tiny):
     one = fam[fam["family"] != "high"]
-    assert with_families(TINY, one).family_head is False
-    assert with_families(TINY, fam).families == ("high", "low")
+    assert with_families(tiny, one).family_head is False
+    assert with_families(tiny, fam).families == ("high", "low")
 
 
 def test_tiny_training_learns_the_family_head_and_detection_reports_it(trained, fam):
@@ -104,11 +107,11 @@ def test_tiny_training_learns_the_family_head_and_detection_reports_it(trained, 
         assert accuracy >= 0.8, f"{backend}: family accuracy {accuracy:.2f} on training-like clips (chance 0.5)"
 
 
-def test_family_distribution_is_null_without_the_head(trained, fam, tmp_path):
+def test_family_distribution_is_null_without_the_head(trained, fam, tmp_path, tiny):
     from voicelib.scoring.load import load_detector
 
     cfg = TrainConfig(epochs=1, batch_size=8, seed=0)
-    no_head = dataclasses.replace(TINY, family_head=False)
+    no_head = dataclasses.replace(tiny, family_head=False)
     plain = fit(fam, cfg, out_dir=tmp_path / "m", model_config=no_head,
                       augment_config=AugmentConfig.none(), device="cpu", progress=False, cache_dir=tmp_path / "cache")
     r = load_detector(plain.model_dir, backend="torch").score_file(fam["path"].iloc[0])

@@ -1,16 +1,21 @@
-"""Recalibration on a user's own recordings: the threshold calls the chosen share of their humans AI, with an
-interval over speakers, lands in the store as a new version, and is refused when there is too little to fit."""
+"""Recalibration on a user's own recordings (the threshold calls the chosen share of their humans AI, with an
+interval over speakers, ships as a new version, refused when too little), and windows that follow the model."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from voicelib import __main__ as cli
 from voicelib.errors import DataError
 from voicelib.evaluation import recalibrate
 from voicelib.model import store
+from voicelib.model.config import ModelConfig
+from voicelib.model.registry import build_model
+from voicelib.model.saving import save_model
 from voicelib.scoring.load import load_detector
 
 SR = 16000
@@ -74,3 +79,32 @@ def test_too_few_recordings_or_speakers_are_refused_in_one_line(model, tmp_path)
         recalibrate.operating_point(few, None, target_fpr=0.7, meta={})
     with pytest.raises(FileNotFoundError, match="no such folder"):
         recalibrate.score_folder(det, tmp_path / "missing", chunk_duration=2.0, overlap=0.5)
+
+
+def test_the_command_line_calibrates_and_refuses_in_one_line(model, tmp_path, capsys):
+    humans = _folder(tmp_path / "human", speakers=4, per_speaker=6, seed=3, tone=False)
+    root = model.parent.parent
+    before = store.current("english", root=root) if (root / "english" / "current.json").exists() else None
+    assert cli.main(["calibrate", "--model", str(model), "--human", str(humans), "--language", "english",
+                     "--models-root", str(root), "--target-fpr", "0.1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert store.current("english", root=root) == Path(out["version"]) != before
+    assert out["humans_called_ai"]["n"] == 24 and out["humans_called_ai"]["speakers"] == 4
+    few = _folder(tmp_path / "few", speakers=1, per_speaker=5, seed=4, tone=False)
+    assert cli.main(["calibrate", "--model", str(model), "--human", str(few), "--models-root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "at least 20 recordings from 3 speakers" in err and len(err.strip().splitlines()) == 1
+
+
+def test_detection_windows_follow_the_models_training_segment(tmp_path, capsys):
+    clip = _folder(tmp_path / "clip", speakers=1, per_speaker=1, seed=5, tone=True) / "speaker0" / "clip0.wav"
+    for segment in (1.0, 2.0):
+        cfg = ModelConfig(width=4, blocks=(1, 1, 1, 1), segment_seconds=segment)
+        model_dir = save_model(build_model(cfg, seed=0).eval(), tmp_path / f"m{segment}",
+                               config={"model": cfg.to_dict(), "threshold": 0.0, "threshold_scale": "logit",
+                                       "calibration": {"a": 1.0, "b": 0.0}}, metrics={})
+        assert cli.main(["detect", str(clip), "--model", str(model_dir)]) == 0
+        chunks = json.loads(capsys.readouterr().out)[0]["chunks"]
+        assert chunks[0]["end"] - chunks[0]["start"] == segment  # the model's own window, no literal 3 s
+    assert cli.main(["detect", str(clip), "--model", str(model_dir), "--chunk-duration", "100000"]) == 2
+    assert "--chunk-duration must be in (0, 60]" in capsys.readouterr().err

@@ -2,23 +2,13 @@
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.test_detect import save_tiny_model
-
 SR = 16000
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "voicelib", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or ROOT, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +22,12 @@ def audio_tree(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(tmp_path_factory, save_tiny_model):
     return save_tiny_model(tmp_path_factory.mktemp("cli_model") / "m")
 
 
-def test_json_over_files_dirs_and_globs(audio_tree, model_dir):
+@pytest.mark.slow  # the CLI in a subprocess
+def test_json_over_files_dirs_and_globs(audio_tree, model_dir, run_cli):
     proc = run_cli("detect", audio_tree / "one.wav", audio_tree / "dir", str(audio_tree / "glob_*.wav"),
                    "--model", model_dir)
     assert proc.returncode == 0, proc.stderr
@@ -46,7 +37,8 @@ def test_json_over_files_dirs_and_globs(audio_tree, model_dir):
     assert all(0 <= r["aiScore"] <= 1 and r["chunks"] for r in results)
 
 
-def test_bad_inputs_become_error_entries_with_exit_code_1(audio_tree, model_dir, tmp_path):
+@pytest.mark.slow  # the CLI in a subprocess
+def test_bad_inputs_become_error_entries_with_exit_code_1(audio_tree, model_dir, tmp_path, run_cli):
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF" + b"\x00" * 40)
     sf.write(tmp_path / "silent.flac", np.zeros(SR, np.float32), SR)
@@ -62,7 +54,8 @@ def test_bad_inputs_become_error_entries_with_exit_code_1(audio_tree, model_dir,
     assert "missing.wav" in proc.stderr  # each failure is logged once on stderr
 
 
-def test_bad_model_path_exits_2_with_one_line(audio_tree, tmp_path):
+@pytest.mark.slow  # the CLI in a subprocess
+def test_bad_model_path_exits_2_with_one_line(audio_tree, tmp_path, run_cli):
     proc = run_cli("detect", audio_tree / "one.wav", "--model", tmp_path / "no_model")
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "no such model directory" in proc.stderr

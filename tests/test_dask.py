@@ -15,6 +15,7 @@ from voicelib.data.sources.engines import ENGINES
 from voicelib.errors import DataError
 
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow  # a Dask LocalCluster of two worker processes
 TEXTS = ["आज मौसम अच्छा है।", "कल बारिश होगी।", "चाय ठंडी हो गई।"]
 TESTS = Path(__file__).resolve().parent
 

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_train import TINY, toy_manifest
 
 from voicelib.audio.augment import AugmentConfig
 from voicelib.data import dataset
@@ -26,7 +25,6 @@ from voicelib.training.launch import read_result, request_from_run, write_reques
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = AugmentConfig(**{f: 0.0 for f in AugmentConfig.__dataclass_fields__ if f.startswith("p_")}, spec_augment=False)
-MODEL = TINY.__class__.from_dict({**TINY.to_dict(), "dropout": 0.0})
 
 
 def _config(**fields) -> TrainConfig:
@@ -49,14 +47,21 @@ def _torchrun(request: Path, *, nproc: int = 2, background: bool = False):
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> pd.DataFrame:
+def toy(tmp_path_factory, toy_manifest) -> pd.DataFrame:
     return toy_manifest(tmp_path_factory.mktemp("toy"))
 
 
-def test_two_processes_match_one_with_the_same_global_batch(toy, tmp_path):
-    one = training.fit(toy, _config(), out_dir=tmp_path / "one", model_config=MODEL, augment_config=PLAIN,
+@pytest.fixture(scope="module")
+def model_config(tiny_config):
+    """The tiny model without dropout: one process and two see the same network."""
+    return tiny_config(dropout=0.0)
+
+
+@pytest.mark.slow  # torchrun: two training processes
+def test_two_processes_match_one_with_the_same_global_batch(toy, tmp_path, model_config):
+    one = training.fit(toy, _config(), out_dir=tmp_path / "one", model_config=model_config, augment_config=PLAIN,
                        device="cpu", progress=False, cache_dir=tmp_path / "cache")
-    two = launch.fit(toy, _config(), nproc_per_node=2, out_dir=tmp_path / "two", model_config=MODEL,
+    two = launch.fit(toy, _config(), nproc_per_node=2, out_dir=tmp_path / "two", model_config=model_config,
                      augment_config=PLAIN, device="cpu", cache_dir=tmp_path / "cache")  # as the stage does
     a, b = one.history, two.history
     print(a[["epoch", "train_loss", "val_loss", "val_eer"]], b[["epoch", "train_loss", "val_loss", "val_eer"]])
@@ -73,10 +78,11 @@ def _last_epoch(model_dir: Path) -> int:
     return int(torch.load(path, weights_only=True)["epoch"]) if path.is_file() else 0
 
 
-def test_an_interrupted_ddp_run_resumes_from_its_last_epoch(toy, tmp_path):
+@pytest.mark.slow  # torchrun, killed and run again
+def test_an_interrupted_ddp_run_resumes_from_its_last_epoch(toy, tmp_path, model_config):
     cfg = _config(epochs=6, segments_per_epoch=16, patience=100)
     out = tmp_path / "m"
-    request = write_request(toy, cfg, out_dir=out, model_config=MODEL, augment_config=PLAIN,
+    request = write_request(toy, cfg, out_dir=out, model_config=model_config, augment_config=PLAIN,
                                         device="cpu", cache_dir=tmp_path / "cache")
     job = _torchrun(request, background=True)
     deadline = time.time() + 240
@@ -87,7 +93,7 @@ def test_an_interrupted_ddp_run_resumes_from_its_last_epoch(toy, tmp_path):
     stopped = _last_epoch(out)
     assert 1 <= stopped < cfg.epochs, f"checkpoint at epoch {stopped}: the run was not interrupted mid-way"
     before = pd.read_csv(out / "history.csv")
-    request = write_request(toy, cfg, out_dir=out, model_config=MODEL, augment_config=PLAIN,
+    request = write_request(toy, cfg, out_dir=out, model_config=model_config, augment_config=PLAIN,
                                         device="cpu", cache_dir=tmp_path / "cache", resume=True)
     _torchrun(request)
     after = read_result(out).history

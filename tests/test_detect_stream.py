@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from test_detect import save_tiny_model
 
 from voicelib.audio import decode
 from voicelib.errors import AudioError, AudioTooLong
@@ -21,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
+def tiny_model(tmp_path_factory, save_tiny_model):
     return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny", calibration=(30.0, 0.0))
 
 
@@ -102,6 +101,7 @@ def test_audio_load_too_long_message_names_options_that_exist(tmp_path):
     assert decode.load(path, max_duration=None).size == 3 * SR
 
 
+@pytest.mark.slow  # three CLI subprocesses
 def test_cli_max_duration(tiny_model, tmp_path):
     path = _noise_file(tmp_path / "a.wav", duration=12.0, sr=SR)
     def run(*extra):
@@ -153,6 +153,7 @@ print("MAXRSS_KB", peak, "CODE", code, file=sys.stderr)
 """
 
 
+@pytest.mark.slow  # a 20-minute file scored in a subprocess
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc for the peak RSS")
 def test_a_twenty_minute_file_streams_in_bounded_memory(tiny_model, tmp_path):
     path, sr, minutes = tmp_path / "long.flac", SR, 20

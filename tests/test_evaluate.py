@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from tests.test_detect import save_tiny_model
 from voicelib import metrics
 from voicelib.evaluation import evaluate, robustness
 from voicelib.report import plots
@@ -70,7 +69,7 @@ def _write_manifest(root, rng):
     return pd.DataFrame(rows)
 
 
-def test_evaluate_run_writes_metrics_and_scores_that_the_figures_are_drawn_from(tmp_path):
+def test_evaluate_run_writes_metrics_and_scores_that_the_figures_are_drawn_from(tmp_path, save_tiny_model):
     manifest = _write_manifest(tmp_path, np.random.default_rng(0))
     model_dir = save_tiny_model(tmp_path / "model", threshold=0.1, calibration=(2.0, -0.5))
     out = tmp_path / "run"
@@ -105,7 +104,7 @@ def test_evaluate_run_writes_metrics_and_scores_that_the_figures_are_drawn_from(
     assert result["eer"] == saved["eer"]
 
 
-def test_evaluate_run_refuses_a_one_class_test_split(tmp_path):
+def test_evaluate_run_refuses_a_one_class_test_split(tmp_path, save_tiny_model):
     manifest = _write_manifest(tmp_path, np.random.default_rng(1))
     manifest = manifest[~((manifest["split"] == "test") & (manifest["label"] == "ai"))]
     with pytest.raises(ValueError, match="human and AI"):

@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from voicelib.audio.features import FeatureConfig
 from voicelib.metrics import eer
 from voicelib.model import export
-from voicelib.model.config import ModelConfig
 from voicelib.model.registry import build_model
 from voicelib.model.saving import save_model
 
-TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_config):
+    return tiny_config()
 
 
 def _toy_batch(n=16, seed=0):
@@ -25,8 +25,8 @@ def _toy_batch(n=16, seed=0):
     return feats, np.r_[np.zeros(n // 2), np.ones(n // 2)]
 
 
-def _trained():
-    model = build_model(TINY, seed=0)
+def _trained(tiny):
+    model = build_model(tiny, seed=0)
     feats, labels = _toy_batch()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(30):
@@ -38,11 +38,11 @@ def _trained():
     return model.eval()
 
 
-def test_onnx_export_matches_torch_with_any_batch(tmp_path):
+def test_onnx_export_matches_torch_with_any_batch(tmp_path, tiny):
     import onnxruntime as ort
 
-    model = build_model(TINY, seed=0).eval()
-    save_model(model, tmp_path / "m", config={"model": TINY.to_dict()})
+    model = build_model(tiny, seed=0).eval()
+    save_model(model, tmp_path / "m", config={"model": tiny.to_dict()})
     path = export.export_onnx(tmp_path / "m", tmp_path / "m.onnx")
     feats = torch.randn(5, 40, 101)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -54,8 +54,8 @@ def test_onnx_export_matches_torch_with_any_batch(tmp_path):
     assert export.onnx_max_diff(model, path, torch.randn(1, 40, 101)) < 1e-4
 
 
-def test_quantized_model_stays_close_and_still_separates():
-    model = _trained()
+def test_quantized_model_stays_close_and_still_separates(tiny):
+    model = _trained(tiny)
     quant = export.quantize_dynamic(model)
     feats, labels = _toy_batch(seed=1)  # fresh examples of the same two patterns
     with torch.no_grad():

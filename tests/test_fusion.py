@@ -8,8 +8,6 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from tests.test_cli import run_cli
-from tests.test_detect import save_tiny_model
 from voicelib import metrics
 from voicelib.errors import DataError, ModelError
 from voicelib.evaluation.fusion import build, compare, fit_lr
@@ -71,7 +69,7 @@ def toy_manifest(root) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, save_tiny_model):
     root = tmp_path_factory.mktemp("fusion")
     members = [save_tiny_model(root / f"v{i}", seed=i, threshold=0.1 * i) for i in (1, 2)]
     return root, toy_manifest(root), members
@@ -126,7 +124,8 @@ def test_missing_member_is_a_model_error(setup, tmp_path):
         load_detector(tmp_path / "ens")
 
 
-def test_detect_cli_takes_an_ensemble_dir_and_repeated_models(setup):
+@pytest.mark.slow  # CLI subprocesses
+def test_detect_cli_takes_an_ensemble_dir_and_repeated_models(setup, run_cli):
     root, manifest, members = setup
     if not (root / "ens").is_dir():
         build(members, manifest, root / "ens", gmm=False, combine="mean")

@@ -6,50 +6,27 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 
 from voicelib import metrics
 from voicelib.audio.augment import AugmentConfig
-from voicelib.audio.features import FeatureConfig
 from voicelib.evaluation import lofo
 from voicelib.files import RunDir
-from voicelib.model.config import ModelConfig
 from voicelib.report.sections import lofo_table
 from voicelib.stages import evaluate as evaluate_stage
 from voicelib.training.config import TrainConfig
 from voicelib.training.fit import fit
 
-SR = 16000
-TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40, cmvn=False))
-BUDGET = TrainConfig(epochs=2, batch_size=8, lr=3e-3, seed=0, segments_per_epoch=48, mix_prob=0.0)
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def split_manifest(root, *, n=20, seconds=1.5, families=("low", "high")) -> pd.DataFrame:
-    """Noisy modulated 'human' clips and AI families of clean harmonics, split train/val/test by index (5 test each)."""
-    rng = np.random.default_rng(1)
-    t = np.arange(int(seconds * SR)) / SR
-    bands = {"low": (100, 200), "mid": (300, 500), "high": (900, 1100)}
-    rows = []
-    for label, family in (("human", ""), *(("ai", f) for f in families)):
-        for i in range(n):
-            f0 = rng.uniform(*bands[family or "low"])
-            wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 4))
-            if label == "human":
-                wave = wave * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.3 * rng.standard_normal(len(t))
-            path = root / f"{label}_{family}_{i}.flac"
-            sf.write(path, (0.1 * wave / np.abs(wave).max()).astype(np.float32), SR)
-            split = {0: "test", 3: "val"}.get(i % 4, "train")
-            rows.append({"path": str(path), "label": label, "language": "english", "speaker": f"{label}{family}{i % 5}",
-                         "engine": f"{family}-engine" if family else "", "family": family,
-                         "hash": f"{label}{family}{i:04d}", "duration": seconds, "split": split})
-    return pd.DataFrame(rows)
+@pytest.fixture(scope="module")
+def split(tmp_path_factory, split_manifest) -> pd.DataFrame:
+    return split_manifest(tmp_path_factory.mktemp("lofo_audio"))
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory) -> pd.DataFrame:
-    return split_manifest(tmp_path_factory.mktemp("lofo_audio"))
+def tiny(tiny_config):
+    return tiny_config(cmvn=False)
 
 
 def test_a_fold_keeps_the_family_out_of_training_and_scores_it_against_the_test_humans(split):
@@ -64,7 +41,7 @@ def test_a_fold_keeps_the_family_out_of_training_and_scores_it_against_the_test_
     assert set(test[test["label"] == "human"]["split"]) == {"test"} and (test["label"] == "human").sum() == 5
 
 
-def test_only_families_with_enough_clips_and_another_family_to_train_on_are_folds(split, tmp_path):
+def test_only_families_with_enough_clips_and_another_family_to_train_on_are_folds(split, split_manifest, tmp_path):
     assert lofo.held_out_families(split) == ["high", "low"]
     assert lofo.held_out_families(split, min_clips=21) == []
     few = split[~((split["family"] == "high") & (split["hash"].str[-4:].astype(int) >= 4))]
@@ -77,8 +54,8 @@ def test_only_families_with_enough_clips_and_another_family_to_train_on_are_fold
     assert set(trainval[(trainval["split"] == "val") & (trainval["label"] == "ai")]["family"]) == {"low", "high"}
 
 
-def test_run_writes_every_fold_with_pooled_figures_and_lfcc_gmm(split, tmp_path):
-    result = lofo.run(split, train_config=BUDGET, model_config=TINY, augment_config=AugmentConfig.none(),
+def test_run_writes_every_fold_with_pooled_figures_and_lfcc_gmm(split, tmp_path, tiny, tiny_budget):
+    result = lofo.run(split, train_config=tiny_budget, model_config=tiny, augment_config=AugmentConfig.none(),
                       out_dir=tmp_path, cache_dir=tmp_path / "cache", n_boot=50, gmm_components=2)
     assert result["families"] == ["high", "low"] and result["complete"] is True
     for row in result["folds"]:
@@ -107,21 +84,21 @@ def test_run_writes_every_fold_with_pooled_figures_and_lfcc_gmm(split, tmp_path)
     assert val[["logit", "lfcc_gmm", "gmm_novelty"]].notna().all().all()
 
 
-def test_the_stage_is_off_by_default_and_refuses_data_without_folds(split, tmp_path):
+def test_the_stage_is_off_by_default_and_refuses_data_without_folds(split, tmp_path, tiny, tiny_budget):
     off = evaluate_stage.leave_one_family_out(RunDir(tmp_path), split, enabled=False, training={}, data_root=tmp_path,
                                               device="cpu", seed=0, gmm_components=2)
     assert off.empty and not RunDir(tmp_path).lofo.exists()
     one_family = split[split["family"] != "high"]
     with pytest.raises(ValueError, match="no AI family has 5\\+ clips with another family left to train on"):
-        lofo.run(one_family, train_config=BUDGET, model_config=TINY, augment_config=AugmentConfig.none(),
+        lofo.run(one_family, train_config=tiny_budget, model_config=tiny, augment_config=AugmentConfig.none(),
                  out_dir=tmp_path)
 
 
-def test_recipe_reads_the_trained_models_configs_with_changes(split, tmp_path):
-    result = fit(split, BUDGET, out_dir=tmp_path / "m", model_config=TINY, augment_config=AugmentConfig.none(),
+def test_recipe_reads_the_trained_models_configs_with_changes(split, tmp_path, tiny, tiny_budget):
+    result = fit(split, tiny_budget, out_dir=tmp_path / "m", model_config=tiny, augment_config=AugmentConfig.none(),
                        device="cpu", progress=False, cache_dir=tmp_path / "cache")
     train_config, model_config = lofo.recipe(result.model_dir, epochs=1)
-    assert train_config == TrainConfig.from_dict({**BUDGET.to_dict(), "epochs": 1})
-    assert model_config.width == 8 and model_config.features == TINY.features
+    assert train_config == TrainConfig.from_dict({**tiny_budget.to_dict(), "epochs": 1})
+    assert model_config.width == 8 and model_config.features == tiny.features
     with pytest.raises(ValueError, match="epochs"):
         lofo.recipe(result.model_dir, epochs=0)

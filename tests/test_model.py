@@ -4,14 +4,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from voicelib.audio.features import FeatureConfig
 from voicelib.model.config import ModelConfig
 from voicelib.model.registry import build_model, count_parameters
 
-TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_config):
+    return tiny_config()
 
 
 def test_state_dict_uses_torchvision_names_and_width64_matches_resnet18():
@@ -26,18 +27,18 @@ def test_state_dict_uses_torchvision_names_and_width64_matches_resnet18():
     assert count_parameters(model) == backbone + (512 + 1) + (512 * 5 + 5) + (512 + 1)
 
 
-def test_forward_shapes_embed_and_any_length():
-    model = build_model(TINY, seed=0).eval()
+def test_forward_shapes_embed_and_any_length(tiny):
+    model = build_model(tiny, seed=0).eval()
     for frames in (101, 57):
         out = model(torch.randn(3, 40, frames))
         assert out["ai"].shape == (3,) and out["language"].shape == (3, 5) and out["multi"].shape == (3,)
-    assert model.embed(torch.randn(2, 40, 101)).shape == (2, TINY.embedding_dim)
+    assert model.embed(torch.randn(2, 40, 101)).shape == (2, tiny.embedding_dim)
     with pytest.raises(ValueError, match="n_mels, frames"):
         model(torch.randn(40, 101))
 
 
-def test_per_utterance_normalisation_ignores_level_offsets():
-    model = build_model(TINY, seed=0).eval()
+def test_per_utterance_normalisation_ignores_level_offsets(tiny):
+    model = build_model(tiny, seed=0).eval()
     feats = torch.randn(2, 40, 101)
     with torch.no_grad():
         a, b = model(feats)["ai"], model(feats + 4.0)["ai"]  # a gain change shifts every log-mel bin
@@ -55,16 +56,16 @@ def test_config_round_trip_and_refusals():
         ModelConfig(width=0)
 
 
-def test_seeded_build_is_deterministic():
-    a, b = build_model(TINY, seed=3), build_model(TINY, seed=3)
-    c = build_model(TINY, seed=4)
+def test_seeded_build_is_deterministic(tiny):
+    a, b = build_model(tiny, seed=3), build_model(tiny, seed=3)
+    c = build_model(tiny, seed=4)
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
 
 
-def test_loss_falls_over_a_few_steps():
+def test_loss_falls_over_a_few_steps(tiny):
     torch.manual_seed(0)
-    model = build_model(TINY, seed=0)
+    model = build_model(tiny, seed=0)
     feats = torch.randn(8, 40, 101)
     feats[4:, :, ::4] += 3.0  # class 1 carries a periodic temporal pattern
     target = torch.tensor([0.0] * 4 + [1.0] * 4)

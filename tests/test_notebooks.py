@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import papermill
@@ -89,3 +93,87 @@ def test_every_parameter_is_known_to_the_runner_validation() -> None:
     for path in NOTEBOOKS:
         unknown = set(papermill.inspect_notebook(str(path))) - set(run_pipeline.RULES)
         assert not unknown, f"{path.name}: parameters {sorted(unknown)} have no rule in run_pipeline.RULES"
+
+
+def _voicelib_names(trees: list[ast.Module]) -> dict[str, Any]:
+    """What each name a notebook imports from voicelib is bound to, resolved the way Python's import does."""
+    names: dict[str, Any] = {}
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "voicelib":
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    found = getattr(module, alias.name, None)
+                    names[alias.asname or alias.name] = (found if found is not None
+                                                         else importlib.import_module(f"{node.module}.{alias.name}"))
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "voicelib":  # `import voicelib.x` binds voicelib itself
+                        module = importlib.import_module(alias.name)
+                        names[alias.asname or "voicelib"] = module if alias.asname else sys.modules["voicelib"]
+    return names
+
+
+def _call_target(func: ast.expr, names: dict[str, Any]) -> tuple[str, Any] | None:
+    """(dotted name, object) of a call's target when it starts at a voicelib import; None otherwise."""
+    attrs = []
+    while isinstance(func, ast.Attribute):
+        attrs.append(func.attr)
+        func = func.value
+    if not isinstance(func, ast.Name) or func.id not in names:
+        return None
+    target, dotted = names[func.id], func.id
+    for attr in reversed(attrs):
+        if not hasattr(target, attr):
+            raise AttributeError(f"{dotted} ({getattr(target, '__name__', target)}) has no {attr}")
+        target, dotted = getattr(target, attr), f"{dotted}.{attr}"
+    return dotted, target
+
+
+def unbound_calls(nb) -> tuple[int, list[str]]:
+    """Bind every call of a voicelib function in the notebook's code cells to its signature (placeholder values).
+
+    Returns how many calls were checked and one line per call that does not bind (notebook cell index, the
+    call, the signature, why).
+    """
+    cells = [(i, ast.parse(c.source)) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    names = _voicelib_names([tree for _, tree in cells])
+    checked, failures = 0, []
+    for index, tree in cells:
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            where = f"cell {index}: {ast.unparse(call)[:90]}"
+            try:
+                found = _call_target(call.func, names)
+            except AttributeError as exc:
+                failures.append(f"{where}: {exc}")
+                continue
+            if found is None or not (getattr(found[1], "__module__", None) or "").startswith("voicelib"):
+                continue  # not a call into voicelib (pandas, IPython, a method of a returned object)
+            dotted, target = found
+            signature = inspect.signature(target)
+            args = [object() for a in call.args if not isinstance(a, ast.Starred)]
+            kwargs = {k.arg: object() for k in call.keywords if k.arg is not None}
+            unpacked = len(args) < len(call.args) or len(kwargs) < len(call.keywords)  # *x, **y: counts unknown
+            try:
+                (signature.bind_partial if unpacked else signature.bind)(*args, **kwargs)
+            except TypeError as exc:
+                failures.append(f"{where}: does not bind to {dotted}{signature}: {exc}")
+            checked += 1
+    return checked, failures
+
+
+def test_every_voicelib_call_binds_to_the_current_signature(notebook) -> None:
+    path, nb = notebook
+    checked, failures = unbound_calls(nb)
+    assert checked, f"{path.name}: no call into voicelib found; is the import resolution broken?"
+    assert not failures, f"{path.name}: calls that no longer match voicelib:\n" + "\n".join(failures)
+
+
+def test_a_renamed_keyword_or_function_is_caught() -> None:
+    nb = nbformat.read(run_pipeline.NOTEBOOKS / "02_augment.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "n=augment_examples" in c.source)
+    cell.source = cell.source.replace("n=augment_examples", "count=augment_examples")
+    nb.cells.append(nbformat.v4.new_code_cell("stage.settingz(augmentation)"))
+    checked, failures = unbound_calls(nb)
+    assert len(failures) == 2 and checked
+    assert "stage.examples(" in failures[0] and "'count'" in failures[0] and "has no settingz" in failures[1]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # pip builds and installs a wheel, then runs the pipeline script from it
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_lofo import BUDGET, TINY, split_manifest
 
 from voicelib import metrics
 from voicelib.audio.augment import AugmentConfig
@@ -23,14 +22,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, split_manifest, tiny_config, tiny_budget):
     """A run directory as stages 01-04 leave it: manifest, augment.json, the evaluated model, test/val scores."""
     run = tmp_path_factory.mktemp("run")
     split = split_manifest(tmp_path_factory.mktemp("audio"))
     split.to_csv(run / "manifest.csv", index=False)
     write_json(run / "augment" / "augment.json", {"config": AugmentConfig.none().to_dict(), "seed": 0})
-    fit = training.fit(split, BUDGET, out_dir=run / "model", model_config=TINY, augment_config=AugmentConfig.none(),
-                    device="cpu", progress=False, cache_dir=run / "cache")
+    fit = training.fit(split, tiny_budget, out_dir=run / "model", model_config=tiny_config(cmvn=False),
+                       augment_config=AugmentConfig.none(), device="cpu", progress=False, cache_dir=run / "cache")
     write_json(run / "train.json", {"store_entry": "models/english/evaluated", "best_epoch": fit.best_epoch})
     evaluate.evaluate_run(run / "model", split, out_dir=run, baselines=False, robust=False, n_boot=20)
     return run

@@ -1,23 +1,14 @@
 """edge-tts source: when the service cannot be reached it fails fast with SourceUnavailable, keeping what it has."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from voicelib.data.sources import edge, online
 from voicelib.errors import SourceUnavailable
 
 
-def _closed_port() -> int:
-    """A local port nobody listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_edge_unreachable_raises_partial_collection(tmp_path):
-    proxy = f"http://127.0.0.1:{_closed_port()}"  # every connection goes through a proxy that refuses it
+def test_edge_unreachable_raises_partial_collection(tmp_path, free_port):
+    proxy = f"http://127.0.0.1:{free_port()}"  # every connection goes through a proxy that refuses it
     with pytest.raises(online.PartialCollection, match=r"edge-tts \(hi-IN-\w+Neural\): unreachable") as info:
         edge.collect(tmp_path, language="hindi", seed=0, texts=["नमस्ते", "धन्यवाद"], proxy=proxy, timeout=1,
                      retries=1, backoff=0.01, min_interval=0)

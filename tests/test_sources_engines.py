@@ -66,6 +66,7 @@ def folder(tmp_path, speech_file):
     return root
 
 
+@pytest.mark.slow  # two synthesis worker processes
 def test_auto_uses_every_installed_offline_engine_in_workers(tmp_path, folder, monkeypatch):
     online.forget_said()
     monkeypatch.setattr(collect, "_reachable", lambda host, timeout=3.0: False)

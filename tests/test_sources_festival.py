@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-from engine_checks import check_rows, check_wave
 
 from voicelib.data.sources import festival, festival_hts
 from voicelib.errors import SourceUnavailable
@@ -12,7 +11,7 @@ needs = pytest.mark.skipif(not festival.available("hindi")[0], reason="festival 
 
 @needs
 @pytest.mark.parametrize("code,voice", [("hi", "hindi_NSK_diphone"), ("te", "telugu_NSK_diphone")])
-def test_indic_diphone_voices_speak(code, voice, sample_texts):
+def test_indic_diphone_voices_speak(code, voice, sample_texts, check_wave):
     if voice not in festival.installed_voices(code):
         pytest.skip(f"{voice} not installed")
     wave, sr = festival.synthesize(sample_texts[code], language=code, voice=voice)
@@ -21,12 +20,12 @@ def test_indic_diphone_voices_speak(code, voice, sample_texts):
 
 
 @needs
-def test_collect_hindi_stores_16k_clips(tmp_path, sample_texts):
+def test_collect_hindi_stores_16k_clips(tmp_path, sample_texts, check_rows):
     rows = festival.collect(tmp_path, language="hindi", texts=[sample_texts["hi"]], seed=0)
     check_rows(rows, engine="festival", family="diphone", language="hindi")
 
 
-def test_hts_voice_speaks_english(tmp_path, sample_texts):
+def test_hts_voice_speaks_english(tmp_path, sample_texts, check_wave, check_rows):
     if not festival_hts.available("english")[0]:
         pytest.skip("festvox-us-slt-hts not installed (.ci/run)")
     wave, sr = festival_hts.synthesize(sample_texts["en"], language="en", voice="cmu_us_slt_arctic_hts")

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import tarfile
-import threading
 
 import pytest
 import soundfile as sf
@@ -15,45 +13,6 @@ from voicelib.data.sources import fleurs
 
 pytestmark = pytest.mark.skipif(not engine.is_available(), reason="espeak-ng (espeakng-loader) is not available")
 SENTENCES = {"101": "आज मौसम अच्छा है।", "102": "कल बारिश होगी।", "103": "हम घर जा रहे हैं।"}
-
-
-class _Hub(http.server.BaseHTTPRequestHandler):
-    """Serves /datasets/google/fleurs/resolve/<rev>/<file> with ETag and X-Repo-Commit, honouring Range."""
-
-    files: dict[str, bytes] = {}
-    log: list[tuple[str, str, str]] = []
-
-    def _serve(self, body: bool) -> None:
-        prefix = "/datasets/google/fleurs/resolve/main/"
-        name = self.path.split("?")[0][len(prefix):] if self.path.startswith(prefix) else None
-        self.log.append((self.command, name or self.path, self.headers.get("Range", "")))
-        if name not in self.files:
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        data, start = self.files[name], 0
-        rng = self.headers.get("Range", "")
-        if rng.startswith("bytes=") and body:
-            start = int(rng[6:].split("-")[0])
-        self.send_response(206 if start else 200)
-        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-        self.send_header("X-Repo-Commit", "c" * 40)
-        self.send_header("Content-Length", str(len(data) - start))
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.end_headers()
-        if body:
-            self.wfile.write(data[start:])
-
-    def do_HEAD(self):  # noqa: N802
-        self._serve(False)
-
-    def do_GET(self):  # noqa: N802
-        self._serve(True)
-
-    def log_message(self, *args):
-        pass
 
 
 def _wav(text: str) -> bytes:
@@ -83,25 +42,18 @@ def _archive() -> bytes:
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """Start the stand-in hub with a dev split of 6 clips (3 sentences x 2 readers) plus 2 unsafe entries."""
+def hub(hub_standin):
+    """The stand-in hub with a dev split of 6 clips (3 sentences x 2 readers) plus 2 unsafe entries."""
     lines = [f"{sid}\t{sid}{r}.wav\t{text}\t{text}\tw o r d s\t32000\t{'FEMALE' if r == 'a' else 'MALE'}"
              for sid, text in SENTENCES.items() for r in ("a", "b")]
     lines += ["900\tevil.wav\tx\tx\tx\t1\tMALE", "901\tlink.wav\tx\tx\tx\t1\tMALE", "malformed line"]
-    _Hub.files = {"data/hi_in/dev.tsv": ("\n".join(lines) + "\n").encode(), "data/hi_in/audio/dev.tar.gz": _archive()}
-    _Hub.log = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    yield tmp_path / "hf_cache"
-    server.shutdown()
-    server.server_close()
+    return hub_standin("datasets/google/fleurs", {"data/hi_in/dev.tsv": ("\n".join(lines) + "\n").encode(),
+                                                  "data/hi_in/audio/dev.tar.gz": _archive()})
 
 
 def test_fleurs_downloads_extracts_safely_and_resumes(tmp_path, hub):
     out = tmp_path / "work" / "audio" / "fleurs"
-    rows = fleurs.collect(out, language="hindi", seed=0, splits=("dev",), cache_dir=hub, retries=0)
+    rows = fleurs.collect(out, language="hindi", seed=0, splits=("dev",), cache_dir=hub.cache, retries=0)
     names = sorted(r["path"].rsplit("/", 1)[1] for r in rows)
     assert names == sorted(f"{sid}{r}.flac" for sid in SENTENCES for r in "ab")  # unsafe members never extracted
     assert not list(tmp_path.rglob("evil*")) and not list(tmp_path.rglob("link*"))
@@ -109,37 +61,34 @@ def test_fleurs_downloads_extracts_safely_and_resumes(tmp_path, hub):
     assert (row["label"], row["engine"], row["source"], row["text"]) == ("human", "human", "fleurs", SENTENCES["101"])
     assert row["group"] == "fleurs_hi_in_101" and row["speaker"] == "fleurs_hi_in_dev_female"
     assert sf.info(row["path"]).samplerate == 16000
-    assert ("GET", "data/hi_in/audio/dev.tar.gz", "") in _Hub.log
-    _Hub.log.clear()
-    assert fleurs.collect(out, language="hindi", seed=0, splits=("dev",), cache_dir=hub, retries=0) == rows
-    assert not any("tar.gz" in name for _, name, _ in _Hub.log)  # clips exist: the archive is not fetched again
+    assert ("GET", "data/hi_in/audio/dev.tar.gz", "") in hub.log
+    hub.log.clear()
+    assert fleurs.collect(out, language="hindi", seed=0, splits=("dev",), cache_dir=hub.cache, retries=0) == rows
+    assert not any("tar.gz" in name for _, name, _ in hub.log)  # clips exist: the archive is not fetched again
     assert (out / "hi_in" / "dev" / "unavailable.json").is_file()  # unsafe entries remembered, not retried
 
 
 def test_fleurs_limit_takes_a_seeded_subset(tmp_path, hub):
-    a = fleurs.collect(tmp_path / "a", language="hi", limit=3, seed=0, splits=("dev",), cache_dir=hub, retries=0)
-    b = fleurs.collect(tmp_path / "b", language="hi", limit=3, seed=0, splits=("dev",), cache_dir=hub, retries=0)
+    a = fleurs.collect(tmp_path / "a", language="hi", limit=3, seed=0, splits=("dev",), cache_dir=hub.cache, retries=0)
+    b = fleurs.collect(tmp_path / "b", language="hi", limit=3, seed=0, splits=("dev",), cache_dir=hub.cache, retries=0)
     assert 1 <= len(a) <= 3 and [r["hash"] for r in a] == [r["hash"] for r in b]
 
 
 def test_partial_download_is_resumed_with_a_range_request(tmp_path, hub):
-    data = _Hub.files["data/hi_in/audio/dev.tar.gz"]
-    blobs = hub / "datasets--google--fleurs" / "blobs"
+    data = hub.files["data/hi_in/audio/dev.tar.gz"]
+    blobs = hub.cache / "datasets--google--fleurs" / "blobs"
     blobs.mkdir(parents=True)
     (blobs / f"{hashlib.sha256(data).hexdigest()}.incomplete").write_bytes(data[: len(data) // 2])
-    rows = fleurs.collect(tmp_path / "out", language="hi", seed=0, splits=("dev",), cache_dir=hub, retries=0)
+    rows = fleurs.collect(tmp_path / "out", language="hi", seed=0, splits=("dev",), cache_dir=hub.cache, retries=0)
     assert len(rows) == 6
-    assert ("GET", "data/hi_in/audio/dev.tar.gz", f"bytes={len(data) // 2}-") in _Hub.log
+    assert ("GET", "data/hi_in/audio/dev.tar.gz", f"bytes={len(data) // 2}-") in hub.log
 
 
-def test_unreachable_hub_is_source_unavailable(tmp_path, monkeypatch):
-    import socket
+def test_unreachable_hub_is_source_unavailable(tmp_path, monkeypatch, free_port):
 
     from voicelib.errors import SourceUnavailable
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     with pytest.raises(SourceUnavailable, match="FLEURS download"):
         fleurs.collect(tmp_path, language="hi", seed=0, splits=("dev",), endpoint=f"http://127.0.0.1:{port}",

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from engine_checks import check_rows, check_wave
 
 from voicelib.data.sources import flite, pico
 from voicelib.errors import SourceUnavailable
 
 
-def test_flite_speaks_english(tmp_path, sample_texts):
+def test_flite_speaks_english(tmp_path, sample_texts, check_wave, check_rows):
     if not flite.available()[0]:
         pytest.skip("flite not installed (.ci/run)")
     wave, sr = flite.synthesize(sample_texts["en"], language="en", voice="awb")
@@ -29,7 +28,7 @@ def test_flite_absent_or_wrong_language(tmp_path, monkeypatch):
         flite.collect(tmp_path, language="english", texts=["hello"])
 
 
-def test_pico_speaks_english(tmp_path, sample_texts):
+def test_pico_speaks_english(tmp_path, sample_texts, check_wave, check_rows):
     if not pico.available()[0]:
         pytest.skip("ttspico not installed")
     wave, sr = pico.synthesize(sample_texts["en"], language="en", voice="en-GB")

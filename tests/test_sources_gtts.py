@@ -6,7 +6,6 @@ import http.server
 import io
 import json
 import logging
-import socket
 import threading
 import urllib.parse
 
@@ -58,13 +57,6 @@ def google():
     server.server_close()
 
 
-def _closed_port() -> int:
-    """A local port nobody listens on (connection refused at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_gtts_collects_from_stand_in_and_resumes(tmp_path, google):
     rows = gtts.collect(tmp_path, language="hindi", seed=0, texts=TEXTS, base_url=google, min_interval=0, timeout=5)
     assert [text for _, text in _Google.requests] == TEXTS
@@ -77,15 +69,15 @@ def test_gtts_collects_from_stand_in_and_resumes(tmp_path, google):
     assert again == rows and len(_Google.requests) == 2  # resumed: no new request
 
 
-def test_gtts_unreachable_raises_partial_collection(tmp_path):
-    url = f"http://127.0.0.1:{_closed_port()}"
+def test_gtts_unreachable_raises_partial_collection(tmp_path, free_port):
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(online.PartialCollection, match="gTTS") as info:
         gtts.collect(tmp_path, language="hi", seed=0, texts=TEXTS, base_url=url, retries=1, backoff=0.01,
                      timeout=2, min_interval=0)
     assert isinstance(info.value, SourceUnavailable) and info.value.remaining == TEXTS and info.value.rows == []
 
 
-def test_collect_all_falls_back_to_espeak_and_says_so_once(tmp_path, speech_file, monkeypatch, caplog):
+def test_collect_all_falls_back_to_espeak_and_says_so_once(tmp_path, speech_file, monkeypatch, caplog, free_port):
     online.forget_said()
     root = tmp_path / "mine"
     (root / "hindi" / "human").mkdir(parents=True)
@@ -94,7 +86,7 @@ def test_collect_all_falls_back_to_espeak_and_says_so_once(tmp_path, speech_file
     (root / "manifest.csv").write_text("path,text\n"
                                        + "".join(f"hindi/human/spk_{i}.wav,{t}\n" for i, t in enumerate(TEXTS)),
                                        encoding="utf-8")
-    monkeypatch.setenv(gtts.URL_ENV, f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv(gtts.URL_ENV, f"http://127.0.0.1:{free_port()}")
     options = {"gtts": {"retries": 0, "timeout": 2, "min_interval": 0}}
     with caplog.at_level(logging.WARNING):
         for _ in range(2):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from engine_checks import check_rows, check_wave, edge_silence
 
 from voicelib.data import espeak
 from voicelib.data.sources import hibari
@@ -14,14 +13,14 @@ pytestmark = pytest.mark.skipif(not (hibari.available()[0] and espeak.is_availab
 
 
 @pytest.mark.parametrize("code", ["en", "hi", "ta", "ml", "te"])
-def test_speaks_every_language_deterministically_under_a_seed(code, sample_texts):
+def test_speaks_every_language_deterministically_under_a_seed(code, sample_texts, check_wave):
     wave, sr = hibari.synthesize(sample_texts[code], language=code, seed=3)
     check_wave(wave, sr, rate=24000)
     assert np.array_equal(wave, hibari.synthesize(sample_texts[code], language=code, seed=3)[0])
     assert not np.array_equal(wave, hibari.synthesize(sample_texts[code], language=code, seed=4)[0])
 
 
-def test_collect_stores_16k_clips(tmp_path, sample_texts):
+def test_collect_stores_16k_clips(tmp_path, sample_texts, check_rows, edge_silence):
     rows = hibari.collect(tmp_path, language="telugu", texts=[sample_texts["te"]], seed=0)
     check_rows(rows, engine="hibari", family="neural", language="telugu")
     assert rows[0]["text"] == sample_texts["te"] and rows[0]["speaker"].startswith("hibari_te_")
@@ -34,7 +33,7 @@ def test_missing_package_says_how_to_install(tmp_path, monkeypatch):
         hibari.collect(tmp_path, language="hindi", texts=["नमस्ते"])
 
 
-def test_long_sentences_are_spoken_whole(sample_texts):
+def test_long_sentences_are_spoken_whole(sample_texts, check_wave):
     text = " ".join([sample_texts["hi"]] * 6)  # longer than one model call takes
     assert len(hibari.ipa(text, "hi")) > hibari.MAX_PHONEMES
     short, sr = hibari.synthesize(sample_texts["hi"], language="hi", seed=0)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from engine_checks import check_rows, check_wave
 
 from voicelib.data import espeak
 from voicelib.data.sources import kokoro
@@ -27,7 +26,7 @@ def test_unknown_ipa_symbols_are_mapped_or_dropped():
 
 
 @pytest.mark.parametrize("code", ["hi", "ta"])
-def test_speaks_indic_text_deterministically(code, sample_texts):
+def test_speaks_indic_text_deterministically(code, sample_texts, check_wave):
     text = " ".join(sample_texts[code].split()[:3])  # a few words: the model runs about real time on one core
     wave, sr = kokoro.synthesize(text, language=code, voice="jf_alpha+jm_kumo")
     check_wave(wave, sr, rate=24000)
@@ -37,7 +36,7 @@ def test_speaks_indic_text_deterministically(code, sample_texts):
     assert not np.array_equal(wave[: len(other)], other[: len(wave)])
 
 
-def test_collect_stores_16k_clips_and_reuses_them(tmp_path, sample_texts):
+def test_collect_stores_16k_clips_and_reuses_them(tmp_path, sample_texts, check_rows):
     rows = kokoro.collect(tmp_path, language="hindi", texts=[sample_texts["hi"]], seed=0)
     check_rows(rows, engine="kokoro", family="neural", language="hindi")
     stamp = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.flac")}

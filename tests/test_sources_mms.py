@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import numpy as np
 import pytest
-from engine_checks import check_rows, check_wave
-from hub_standin import Hub, serve
 
 from voicelib.data.sources import mms, online
 from voicelib.errors import SourceUnavailable
@@ -44,37 +41,30 @@ def model_files(tmp_path_factory) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch, model_files):
-    with serve(REPO, model_files) as url:
-        monkeypatch.setenv("HF_ENDPOINT", url)
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        yield tmp_path / "hf_cache"
+def hub(hub_standin, model_files):
+    return hub_standin(REPO, model_files)
 
 
-def test_downloads_the_model_and_synthesises_deterministically(tmp_path, hub):
-    folder = mms.fetch(REPO, options={"cache_dir": hub, "retries": 0})
+def test_downloads_the_model_and_synthesises_deterministically(tmp_path, hub, check_wave, check_rows):
+    folder = mms.fetch(REPO, options={"cache_dir": hub.cache, "retries": 0})
     wave, sr = mms.synthesize(TEXTS[0], language="hi", voice=str(folder), seed=1)
     check_wave(wave, sr, rate=16000, min_seconds=0.1)
     assert np.array_equal(wave, mms.synthesize(TEXTS[0], language="hi", voice=str(folder), seed=1)[0])
-    rows = mms.collect(tmp_path / "out", language="hindi", texts=TEXTS, seed=0, cache_dir=hub, retries=0)
+    rows = mms.collect(tmp_path / "out", language="hindi", texts=TEXTS, seed=0, cache_dir=hub.cache, retries=0)
     check_rows(rows, engine="mms", family="online-neural", language="hindi")
     assert sorted(r["text"] for r in rows) == sorted(TEXTS)
-    Hub.log.clear()
-    assert mms.collect(tmp_path / "out", language="hindi", texts=TEXTS, seed=0, cache_dir=hub, retries=0) == rows
-    assert not any(cmd == "GET" and name == "model.safetensors" for cmd, name, _ in Hub.log)
+    hub.log.clear()
+    assert mms.collect(tmp_path / "out", language="hindi", texts=TEXTS, seed=0, cache_dir=hub.cache, retries=0) == rows
+    assert not any(cmd == "GET" and name == "model.safetensors" for cmd, name, _ in hub.log)
 
 
-def test_unreachable_or_incomplete_hub_hands_texts_back(tmp_path, hub):
-    del Hub.files["model.safetensors"]
+def test_unreachable_or_incomplete_hub_hands_texts_back(tmp_path, hub, free_port):
+    del hub.files["model.safetensors"]
     with pytest.raises(online.PartialCollection, match="model.safetensors not found") as info:
-        mms.collect(tmp_path / "a", language="hindi", texts=TEXTS, seed=0, cache_dir=hub, retries=0)
+        mms.collect(tmp_path / "a", language="hindi", texts=TEXTS, seed=0, cache_dir=hub.cache, retries=0)
     assert info.value.remaining == TEXTS
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     with pytest.raises(SourceUnavailable, match="MMS-TTS download of config.json"):
-        mms.collect(tmp_path / "b", language="hindi", texts=TEXTS, seed=0, endpoint=f"http://127.0.0.1:{port}",
+        mms.collect(tmp_path / "b", language="hindi", texts=TEXTS, seed=0, endpoint=f"http://127.0.0.1:{free_port()}",
                     cache_dir=tmp_path / "c", retries=0, timeout=2)
 
 

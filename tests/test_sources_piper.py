@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 
 import numpy as np
 import pytest
-from engine_checks import check_rows
-from hub_standin import Hub as _Hub
-from hub_standin import serve
 
 from voicelib.data.collect import CollectConfig, collect_all
 from voicelib.data.sources import online, piper
@@ -68,19 +64,9 @@ def _catalog() -> bytes:
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """Start the stand-in hub with voices.json and one Hindi voice; return the cache folder to use."""
-    with serve(piper.REPO, {"voices.json": _catalog(), MODEL: _tiny_model(), MODEL + ".json": _config()}) as url:
-        monkeypatch.setenv("HF_ENDPOINT", url)
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        yield tmp_path / "hf_cache"
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def hub(hub_standin):
+    """The stand-in hub with voices.json and one Hindi voice."""
+    return hub_standin(piper.REPO, {"voices.json": _catalog(), MODEL: _tiny_model(), MODEL + ".json": _config()})
 
 
 def test_voices_for_picks_language_and_quality():
@@ -91,41 +77,41 @@ def test_voices_for_picks_language_and_quality():
                                                                        "en/en_US/x/low/en_US-x-low.onnx.json")
 
 
-def test_downloads_a_voice_and_synthesises_with_piper(tmp_path, hub):
+def test_downloads_a_voice_and_synthesises_with_piper(tmp_path, hub, check_rows):
     out = tmp_path / "audio" / "piper"
-    rows = piper.collect(out, language="hindi", texts=TEXTS, seed=0, cache_dir=hub, retries=0)
+    rows = piper.collect(out, language="hindi", texts=TEXTS, seed=0, cache_dir=hub.cache, retries=0)
     check_rows(rows, engine="piper", family="online-neural", language="hindi")
     assert sorted(r["text"] for r in rows) == sorted(TEXTS) and all(r["voice"].startswith("hi:" + KEY) for r in rows)
     assert all(r["duration"] > 0.2 for r in rows)
-    assert ("GET", MODEL, "") in _Hub.log
-    _Hub.log.clear()
-    assert piper.collect(out, language="hindi", texts=TEXTS, seed=0, cache_dir=hub, retries=0) == rows
-    assert not any(cmd == "GET" and name == MODEL for cmd, name, _ in _Hub.log)  # cached: not fetched again
+    assert ("GET", MODEL, "") in hub.log
+    hub.log.clear()
+    assert piper.collect(out, language="hindi", texts=TEXTS, seed=0, cache_dir=hub.cache, retries=0) == rows
+    assert not any(cmd == "GET" and name == MODEL for cmd, name, _ in hub.log)  # cached: not fetched again
 
 
 def test_partial_model_download_is_resumed_and_transient_errors_retried(tmp_path, hub):
-    data = _Hub.files[MODEL]
-    blobs = hub / "models--rhasspy--piper-voices" / "blobs"
+    data = hub.files[MODEL]
+    blobs = hub.cache / "models--rhasspy--piper-voices" / "blobs"
     blobs.mkdir(parents=True)
     (blobs / f"{hashlib.sha256(data).hexdigest()}.incomplete").write_bytes(data[: len(data) // 2])
-    _Hub.fail_first = {"voices.json": 1}
-    rows = piper.collect(tmp_path / "out", language="hindi", texts=TEXTS[:1], seed=0, cache_dir=hub, retries=2,
+    hub.fail_first = {"voices.json": 1}
+    rows = piper.collect(tmp_path / "out", language="hindi", texts=TEXTS[:1], seed=0, cache_dir=hub.cache, retries=2,
                          backoff=0.01)
     assert len(rows) == 1
-    assert ("GET", MODEL, f"bytes={len(data) // 2}-") in _Hub.log
+    assert ("GET", MODEL, f"bytes={len(data) // 2}-") in hub.log
 
 
-def test_missing_voice_file_and_unreachable_hub_hand_texts_back(tmp_path, hub):
-    del _Hub.files[MODEL]
+def test_missing_voice_file_and_unreachable_hub_hand_texts_back(tmp_path, hub, free_port):
+    del hub.files[MODEL]
     with pytest.raises(online.PartialCollection, match=f"{MODEL} not found") as info:
-        piper.collect(tmp_path / "a", language="hindi", texts=TEXTS, seed=0, cache_dir=hub, retries=0)
+        piper.collect(tmp_path / "a", language="hindi", texts=TEXTS, seed=0, cache_dir=hub.cache, retries=0)
     assert info.value.remaining == TEXTS and info.value.rows == []
     with pytest.raises(SourceUnavailable, match="Piper download of voices.json"):
         piper.collect(tmp_path / "b", language="hindi", texts=TEXTS, seed=0,
-                      endpoint=f"http://127.0.0.1:{_closed_port()}", cache_dir=tmp_path / "c", retries=0, timeout=2)
+                      endpoint=f"http://127.0.0.1:{free_port()}", cache_dir=tmp_path / "c", retries=0, timeout=2)
 
 
-def test_collect_all_falls_back_to_espeak_when_the_hub_is_down(tmp_path, speech_file, monkeypatch):
+def test_collect_all_falls_back_to_espeak_when_the_hub_is_down(tmp_path, speech_file, monkeypatch, free_port):
     online.forget_said()
     root = tmp_path / "mine"
     (root / "hindi" / "human").mkdir(parents=True)
@@ -133,7 +119,7 @@ def test_collect_all_falls_back_to_espeak_when_the_hub_is_down(tmp_path, speech_
         speech_file(f"spk_{i}.wav", language="hi", text=text).rename(root / "hindi" / "human" / f"spk_{i}.wav")
     lines = "".join(f"hindi/human/spk_{i}.wav,{t}\n" for i, t in enumerate(TEXTS))
     (root / "manifest.csv").write_text("path,text\n" + lines, encoding="utf-8")
-    options = {"piper": {"endpoint": f"http://127.0.0.1:{_closed_port()}", "retries": 0, "timeout": 2,
+    options = {"piper": {"endpoint": f"http://127.0.0.1:{free_port()}", "retries": 0, "timeout": 2,
                          "cache_dir": str(tmp_path / "c")}}
     df = collect_all(tmp_path / "data", CollectConfig(human_sources=[], tts_engines=["piper"], local_dirs=[root],
                                                       seed=0, options=options, workers=1), language="hindi")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from engine_checks import check_rows, check_wave
 
 from voicelib.data import splits
 from voicelib.data.collect import CollectConfig, collect_all
@@ -19,7 +18,7 @@ def clip(speech_file):
 
 
 @pytest.mark.parametrize("name", ["world-harvest", "world-dio", "world-coded", "mlsa", "griffin-lim"])
-def test_vocoders_resynthesise_deterministically(name, clip):
+def test_vocoders_resynthesise_deterministically(name, clip, check_wave):
     engine = ENGINES[name]
     if not engine.available()[0]:
         pytest.skip(engine.available()[1])
@@ -41,7 +40,7 @@ def test_world_variants_differ(clip):
         world.resynthesize(np.zeros(1600), 16000, variant="nope")
 
 
-def test_codec2_is_8k(clip):
+def test_codec2_is_8k(clip, check_wave):
     if not codec2.available()[0]:
         pytest.skip(codec2.available()[1])
     wave, sr = codec2.synthesize(source=str(clip))
@@ -82,7 +81,7 @@ def folder(tmp_path, speech_file):
     return root
 
 
-def test_vocoded_copies_keep_their_source_and_split(tmp_path, folder):
+def test_vocoded_copies_keep_their_source_and_split(tmp_path, folder, check_rows):
     if not world.available()[0]:
         pytest.skip(world.available()[1])
     config = CollectConfig(human_sources=[], tts_engines=["espeak"], vocoders=["world-dio", "griffin-lim"],

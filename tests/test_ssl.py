@@ -1,12 +1,7 @@
 """SSL front end: a tiny random wav2vec2 through the head, and the hub download against a local stand-in."""
 from __future__ import annotations
 
-import hashlib
-import http.server
-import socket
-import threading
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import torch
@@ -57,71 +52,30 @@ def test_head_outputs_the_detector_dict_and_only_the_head_trains(make_noise):
         model(torch.zeros(2, 80, 100))
 
 
-class _Hub(http.server.BaseHTTPRequestHandler):
-    """Serves /<repo>/resolve/main/<file> with ETag and X-Repo-Commit, like huggingface.co."""
-
-    files: ClassVar[dict[str, bytes]] = {}
-
-    def _serve(self, body: bool) -> None:
-        prefix = f"/{REPO}/resolve/main/"
-        name = self.path.split("?")[0][len(prefix):] if self.path.startswith(prefix) else None
-        if name not in self.files:
-            self.send_response(404)
-            self.send_header("X-Error-Code", "EntryNotFound")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        data = self.files[name]
-        self.send_response(200)
-        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-        self.send_header("X-Repo-Commit", "c" * 40)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-
-    def do_HEAD(self):  # noqa: N802
-        self._serve(False)
-
-    def do_GET(self):  # noqa: N802
-        self._serve(True)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
+def hub(tmp_path, hub_standin):
     """A stand-in hub serving a tiny wav2vec2 saved with save_pretrained."""
     saved = tmp_path / "saved"
     _tiny_encoder(seed=1).save_pretrained(str(saved))
-    _Hub.files = {p.name: p.read_bytes() for p in saved.iterdir()}
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    return hub_standin(REPO, {p.name: p.read_bytes() for p in saved.iterdir()})
 
 
 def test_from_pretrained_downloads_the_weights_and_loads_them(tmp_path, hub):
     cfg = SSLConfig(model_name=REPO, projection=8)
-    model = SSLDetector.from_pretrained(cfg, endpoint=hub, cache_dir=tmp_path / "cache", retries=0)
+    model = SSLDetector.from_pretrained(cfg, endpoint=hub.url, cache_dir=tmp_path / "cache", retries=0)
     reference = _tiny_encoder(seed=1).state_dict()
     assert all(torch.equal(v, model.encoder.state_dict()[k]) for k, v in reference.items())
-    local = ssl.download(REPO, endpoint=hub, cache_dir=tmp_path / "cache", retries=0)
+    local = ssl.download(REPO, endpoint=hub.url, cache_dir=tmp_path / "cache", retries=0)
     assert (Path(local) / "config.json").is_file()
     again = SSLDetector.from_pretrained(SSLConfig(model_name=str(local), projection=8))  # a folder: no network
     assert type(again.encoder).__name__ == "Wav2Vec2Model"
 
 
-def test_missing_weights_and_unreachable_hub_say_what_to_do(tmp_path, hub):
-    _Hub.files.pop("model.safetensors")
+def test_missing_weights_and_unreachable_hub_say_what_to_do(tmp_path, hub, free_port):
+    hub.files.pop("model.safetensors")
     with pytest.raises(ModelError, match="none of model.safetensors, pytorch_model.bin"):
-        ssl.download(REPO, endpoint=hub, cache_dir=tmp_path / "c1", retries=0)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        ssl.download(REPO, endpoint=hub.url, cache_dir=tmp_path / "c1", retries=0)
+    port = free_port()
     with pytest.raises(SourceUnavailable, match=f"cannot download {REPO}/config.json: no network; ") as info:
         ssl.download(REPO, endpoint=f"http://127.0.0.1:{port}", cache_dir=tmp_path / "c2", retries=0,
                               timeout=2)

@@ -7,25 +7,27 @@ import pickle
 import pytest
 import torch
 
-from voicelib.audio.features import FeatureConfig
 from voicelib.errors import ModelError
 from voicelib.model import store
-from voicelib.model.config import ModelConfig
 from voicelib.model.registry import build_model
 from voicelib.model.saving import load_model, save_model
 
-TINY = ModelConfig(width=8, segment_seconds=1.0, features=FeatureConfig(n_mels=40))
+
+@pytest.fixture(scope="module")
+def write_model(tiny_config):
+    """Factory saving a tiny seeded model with a threshold and a validation EER; returns the model."""
+    def save(path, *, seed=0):
+        tiny = tiny_config()
+        model = build_model(tiny, seed=seed).eval()
+        save_model(model, path, config={"model": tiny.to_dict(), "threshold": 0.5, "language": "hindi"},
+                   metrics={"val_eer": 0.1})
+        return model
+
+    return save
 
 
-def _model_dir(path, *, seed=0):
-    model = build_model(TINY, seed=seed).eval()
-    save_model(model, path, config={"model": TINY.to_dict(), "threshold": 0.5, "language": "hindi"},
-                     metrics={"val_eer": 0.1})
-    return model
-
-
-def test_round_trip_gives_identical_outputs(tmp_path):
-    model = _model_dir(tmp_path / "m")
+def test_round_trip_gives_identical_outputs(tmp_path, write_model):
+    model = write_model(tmp_path / "m")
     loaded, meta = load_model(tmp_path / "m")
     x = torch.randn(2, 40, 101)
     with torch.no_grad():
@@ -34,8 +36,8 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     assert meta["threshold"] == 0.5 and meta["metrics"]["val_eer"] == 0.1 and not loaded.training
 
 
-def test_loading_never_unpickles(tmp_path, monkeypatch):
-    _model_dir(tmp_path / "m")
+def test_loading_never_unpickles(tmp_path, monkeypatch, write_model):
+    write_model(tmp_path / "m")
     marker = tmp_path / "pwned"
 
     class Evil:
@@ -52,14 +54,14 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
     assert not marker.exists()
 
 
-def test_clear_errors_for_broken_model_dirs(tmp_path):
+def test_clear_errors_for_broken_model_dirs(tmp_path, write_model):
     with pytest.raises(ModelError, match="no such model directory"):
         load_model(tmp_path / "absent")
-    _model_dir(tmp_path / "m")
+    write_model(tmp_path / "m")
     (tmp_path / "m" / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ModelError, match="corrupt weights"):
         load_model(tmp_path / "m")
-    _model_dir(tmp_path / "w")
+    write_model(tmp_path / "w")
     config = json.loads((tmp_path / "w" / "config.json").read_text())
     config["model"]["width"] = 16
     (tmp_path / "w" / "config.json").write_text(json.dumps(config))
@@ -70,10 +72,10 @@ def test_clear_errors_for_broken_model_dirs(tmp_path):
         load_model(tmp_path / "w")
 
 
-def test_register_promote_rollback_never_overwrite(tmp_path):
+def test_register_promote_rollback_never_overwrite(tmp_path, write_model):
     root = tmp_path / "models"
-    _model_dir(tmp_path / "a", seed=0)
-    _model_dir(tmp_path / "b", seed=1)
+    write_model(tmp_path / "a", seed=0)
+    write_model(tmp_path / "b", seed=1)
     first = store.register(tmp_path / "a", root=root, language="hi", promote=True)
     second = store.register(tmp_path / "b", root=root, language="hindi", promote=False)
     assert first != second and first.parent == root / "hindi"
