@@ -58,6 +58,11 @@ def _augment_config(value: dict[str, Any]) -> None:
     AugmentConfig.from_dict(value)
 
 
+def _folds(value: int) -> None:
+    if value == 1:
+        raise ValueError("crossfit_folds=1 leaves nothing out; use 0 (the refit) or 2 or more folds")
+
+
 def _scheduler(value: str) -> None:
     if value and not value.startswith(("tcp://", "tls://")):
         raise ValueError(f"{value!r} is not a scheduler address; give tcp://HOST:PORT (as `dask scheduler` prints it)")
@@ -88,6 +93,7 @@ def _rules() -> dict[str, Rule]:
         "device": Rule(choices=("auto", "cpu", "cuda")), "resume_training": Rule(), "promote": Rule(),
         "bootstrap": Rule(10, 100_000), "robustness": Rule(), "baselines": Rule(), "gmm_components": Rule(1, 1024),
         "leave_one_family_out": Rule(), "lofo_training": Rule(check=_train_config), "final_fit": Rule(),
+        "crossfit_folds": Rule(0, 10, check=_folds),
     }
 
 

@@ -17,9 +17,11 @@ from typing import Any
 from voicelib.errors import ModelError
 from voicelib.files import read_json, write_json
 from voicelib.languages import language_name
-from voicelib.model.saving import MODEL_FILES, read_meta
+from voicelib.model.saving import MODEL_FILES, read_meta, stored_graphs
 
 logger = logging.getLogger(__name__)
+
+ENSEMBLE = "ensemble.json"  # a mean ensemble (voicelib.scoring.fusion.ENSEMBLE_FILE; scoring sits above the store)
 
 POINTER = "current.json"
 _VERSION = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
@@ -52,21 +54,48 @@ def _pointer(root: str | os.PathLike, language: str) -> dict[str, Any]:
 
 
 def register(model_dir: str | os.PathLike, *, root: str | os.PathLike, language: str, promote: bool = True) -> Path:
-    """Copy a model dir into root/<language>/<timestamp>/ (never overwriting) and optionally promote it."""
-    read_meta(model_dir)  # refuse incomplete or foreign directories before copying anything
+    """Copy a model dir into root/<language>/<timestamp>/ (never overwriting) and optionally promote it.
+
+    An ensemble directory (ensemble.json with its members inside it, as the cross-fitted final stage writes) is
+    copied whole, its members checked first.
+    """
+    ensemble = Path(model_dir) / ENSEMBLE
+    members = _ensemble_members(model_dir) if ensemble.is_file() else [Path(model_dir)]
+    for member in members:
+        read_meta(member)  # refuse incomplete or foreign directories before copying anything
     language_dir = _language_dir(root, language)
     language_dir.mkdir(parents=True, exist_ok=True)
     target = _new_version(language_dir)
     staging = language_dir / f".{target.name}.tmp"
-    staging.mkdir()
-    for name in MODEL_FILES:
-        if (Path(model_dir) / name).is_file():
-            shutil.copy2(Path(model_dir) / name, staging / name)
+    if ensemble.is_file():
+        shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns("checkpoints", "cache"))
+    else:
+        staging.mkdir()
+        _copy_model(Path(model_dir), staging)
     os.rename(staging, target)  # the entry appears complete or not at all
     logger.info("registered %s as %s", model_dir, target)
     if promote:
         _promote(root, language, target.name)
     return target
+
+
+def _copy_model(model_dir: Path, staging: Path) -> None:
+    for name in MODEL_FILES:
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, staging / name)
+    for graph in stored_graphs(model_dir):  # exported from these weights already: the entry need not export again
+        shutil.copy2(graph, staging / graph.name)
+
+
+def _ensemble_members(model_dir: str | os.PathLike) -> list[Path]:
+    """The member directories an ensemble.json names; ModelError unless each lies inside the ensemble directory."""
+    root = Path(model_dir).resolve()
+    members = [(root / m["path"]).resolve() for m in read_json(root / ENSEMBLE).get("members", [])]
+    outside = [str(m) for m in members if not m.is_relative_to(root)]
+    if not members or outside:
+        raise ModelError(f"{root / ENSEMBLE}: only an ensemble whose members lie inside its directory can be "
+                         f"registered ({', '.join(outside) or 'no members'}); build it with its members inside")
+    return members
 
 
 def promote(root: str | os.PathLike, language: str, version: str) -> Path:

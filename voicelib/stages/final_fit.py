@@ -26,6 +26,7 @@ from voicelib.files import RunDir, read_json, write_json
 from voicelib.metrics import calibrate
 from voicelib.model import store
 from voicelib.model.saving import CONFIG, METRICS
+from voicelib.stages import crossfit
 from voicelib.stages.collect import run_languages
 from voicelib.training.launch import fit
 
@@ -111,7 +112,7 @@ def final_fit(split: pd.DataFrame, run_dir: str | os.PathLike, *, out_dir: str |
 
 def ship(run: RunDir, split: pd.DataFrame, *, enabled: bool, models_root: str | os.PathLike, language: str,
          promote: bool, data_root: str | os.PathLike, device: str = "cpu", nproc_per_node: int = 1,
-         languages: list[str] = ()) -> dict[str, Any]:
+         languages: list[str] = (), crossfit_folds: int = 0, seed: int = 0) -> dict[str, Any]:
     """The stage: fit and register the final model (or take the evaluated one), promote it; write final.json.
 
     This is the one place a run promotes a model in the store: after evaluation, the model that ships (for each of
@@ -129,12 +130,16 @@ def ship(run: RunDir, split: pd.DataFrame, *, enabled: bool, models_root: str | 
                 "note": "final_fit=False: the shipped model is the evaluated one (trained on the train split)"}
         write_json(run.final_summary, info)
         return info
-    model_dir = final_fit(split, run.root, cache_dir=Path(data_root) / ".cache", device=device,
-                          nproc_per_node=nproc_per_node)
+    options = {"cache_dir": Path(data_root) / ".cache", "device": device, "nproc_per_node": nproc_per_node}
+    if crossfit_folds >= 2:
+        model_dir = crossfit.crossfit(split, run.root, k=crossfit_folds, seed=seed, **options)
+        details = crossfit.summary(model_dir)
+    else:
+        model_dir = final_fit(split, run.root, **options)
+        details = {k: read_json(model_dir / CONFIG)["final_fit"][k] for k in ("n_clips", "epochs", "operating_point")}
     entries = {name: str(store.register(model_dir, root=models_root, language=name, promote=promote)) for name in names}
-    meta = read_json(model_dir / CONFIG)
-    info = {"enabled": True, "shipped": "final", "model_dir": model_dir.name, "store_entry": entries[names[0]],
-            "store_entries": entries, "promoted": promote, "evaluated_store_entry": train_summary.get("store_entry"),
-            **{k: meta["final_fit"][k] for k in ("n_clips", "epochs", "operating_point")}}
+    info = {"enabled": True, "shipped": "crossfit" if crossfit_folds >= 2 else "final", "model_dir": model_dir.name,
+            "store_entry": entries[names[0]], "store_entries": entries, "promoted": promote,
+            "evaluated_store_entry": train_summary.get("store_entry"), **details}
     write_json(run.final_summary, info)
     return info
