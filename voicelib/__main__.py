@@ -16,7 +16,9 @@ from typing import Sequence
 
 from voicelib.data.sources import engines
 from voicelib.errors import VoiceLibError
+from voicelib.evaluation import recalibrate
 from voicelib.model import store
+from voicelib.scoring.detector import Detector
 from voicelib.scoring.fusion import ensemble
 from voicelib.scoring.load import load_detector
 from voicelib.scoring.paths import detect_paths
@@ -25,6 +27,8 @@ log = logging.getLogger("voicelib")
 
 CSV_COLUMNS = ["file", "aiScore", "classification", "confidence", "threshold", "multiSpeakerScore", "topLanguage",
                "duration", "nChunks", "skippedChunks", "maxChunkScore", "minChunkScore", "topFamily", "error"]
+
+MAX_CHUNK = 60.0  # seconds: longer windows cost memory linearly and the model never trained on them
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--language", help="use the current model of this language in the model store")
     det.add_argument("--models-root", default="models", help="model store folder (default: models)")
     det.add_argument("--format", choices=["json", "csv"], default="json", help="output format on stdout")
-    det.add_argument("--chunk-duration", type=float, default=3.0, help="window length in seconds (default 3)")
+    det.add_argument("--chunk-duration", type=float, default=None,
+                     help=f"window length in seconds, up to {MAX_CHUNK:g} (default: the model's training segment)")
     det.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
     det.add_argument("--band", type=float, default=None,
                      help="inconclusive half-width around the threshold (default: the model's, sized on validation)")
@@ -72,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--language", required=True, help="language whose models to manage")
     models.add_argument("--models-root", default="models", help="model store folder (default: models)")
     models.add_argument("--entry", help="version (folder name from `models list`) to promote")
+    cal = sub.add_parser("calibrate", help="fit a model's threshold on your own labelled recordings (a new version)")
+    cal.add_argument("--model", required=True, help="model directory (or store entry) to calibrate")
+    cal.add_argument("--human", required=True, metavar="DIR", help="your human recordings, one sub-folder per speaker")
+    cal.add_argument("--ai", metavar="DIR", help="AI recordings of your channel: measures the missed-AI cost")
+    cal.add_argument("--target-fpr", type=float, default=0.05,
+                     help="share of your human recordings to call AI (default 0.05)")
+    cal.add_argument("--language", help="store language (default: the model's)")
+    cal.add_argument("--models-root", default="models", help="model store folder (default: models)")
     eng = sub.add_parser("engines", help="list the AI speech engines, their family, languages and availability")
     eng.add_argument("--language", help="say whether each engine can speak this language here")
     eng.add_argument("--format", choices=["table", "json"], default="table", help="output format on stdout")
@@ -106,8 +119,8 @@ def format_results(results: Sequence[dict], fmt: str) -> str:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    if args.chunk_duration <= 0 or not 0.0 <= args.overlap < 1.0:
-        raise ValueError("--chunk-duration must be > 0 and --overlap in [0, 1)")
+    if args.chunk_duration is not None and not 0 < args.chunk_duration <= MAX_CHUNK or not 0.0 <= args.overlap < 1.0:
+        raise ValueError(f"--chunk-duration must be in (0, {MAX_CHUNK:g}] seconds and --overlap in [0, 1)")
     if args.max_duration is not None and args.max_duration <= 0:
         raise ValueError("--max-duration must be a positive number of seconds (leave it out for any length)")
     if args.model and len(args.model) > 1:
@@ -117,7 +130,8 @@ def _detect(args: argparse.Namespace) -> int:
         detector = load_detector(args.model[0] if args.model else None, language=args.language,
                                  models_root=args.models_root, device=args.device, band=args.band,
                                  backend=args.backend, max_duration=args.max_duration)
-    results, n_failed = detect_paths(args.paths, detector, chunk_duration=args.chunk_duration, overlap=args.overlap)
+    chunk = args.chunk_duration or detector.segment_seconds
+    results, n_failed = detect_paths(args.paths, detector, chunk_duration=chunk, overlap=args.overlap)
     sys.stdout.write(format_results(results, args.format))
     for r in results:
         if "error" in r:
@@ -158,6 +172,20 @@ def _engines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    detector = load_detector(args.model)
+    if not isinstance(detector, Detector):
+        raise ValueError(f"{args.model}: calibrate works on a plain model directory, not a fused one or an ensemble")
+    options = {"chunk_duration": detector.segment_seconds, "overlap": 0.5}
+    human = recalibrate.score_folder(detector, args.human, **options)
+    recalibrate.check_enough(human, args.human)
+    ai = recalibrate.score_folder(detector, args.ai, **options) if args.ai else None
+    point = recalibrate.operating_point(human, ai, target_fpr=args.target_fpr, meta=detector.meta)
+    entry = recalibrate.write_version(args.model, point, models_root=args.models_root, language=args.language)
+    sys.stdout.write(json.dumps({"version": str(entry), **point}, indent=2) + "\n")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     # The HTTP stack (FastAPI, uvicorn, the service) loads only for this command, by name: `detect` must start fast.
     return importlib.import_module("voicelib.serve.app").serve_command(args)
@@ -169,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"detect": _detect, "serve": _serve, "models": _models, "engines": _engines}[args.command](args)
+        commands = {"detect": _detect, "serve": _serve, "models": _models, "engines": _engines, "calibrate": _calibrate}
+        return commands[args.command](args)
     except (VoiceLibError, ValueError, FileNotFoundError) as exc:
         sys.stderr.write(f"voicelib: error: {' '.join(str(exc).split())}\n")
         return 2
