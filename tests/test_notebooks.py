@@ -48,7 +48,8 @@ def test_one_tagged_parameters_cell_typed_and_commented(notebook) -> None:
         assert p["help"].strip(), f"{path.name}: {name} needs a trailing comment saying what it is"
         ast.literal_eval(p["default"])  # plain values only: papermill does not recompute expressions
     declared = [n.target.id for n in ast.parse(tagged[0].source).body if isinstance(n, ast.AnnAssign)]
-    assert declared == list(found), f"{path.name}: papermill cannot parse {set(declared) - set(found)} ('=' in a comment?)"
+    missing = set(declared) - set(found)
+    assert declared == list(found), f"{path.name}: papermill cannot parse {missing} ('=' in a comment?)"
 
 
 def test_no_outputs_committed(notebook) -> None:
