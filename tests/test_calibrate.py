@@ -3,6 +3,7 @@ interval over speakers, ships as a new version, refused when too little), and wi
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from voicelib import __main__ as cli
-from voicelib.errors import DataError
+from voicelib.errors import DataError, ModelError
 from voicelib.evaluation import recalibrate
 from voicelib.model import store
 from voicelib.model.config import ModelConfig
@@ -108,3 +109,16 @@ def test_detection_windows_follow_the_models_training_segment(tmp_path, capsys):
         assert chunks[0]["end"] - chunks[0]["start"] == segment  # the model's own window, no literal 3 s
     assert cli.main(["detect", str(clip), "--model", str(model_dir), "--chunk-duration", "100000"]) == 2
     assert "--chunk-duration must be in (0, 60]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("band", None, "band=nan, not a finite number"), ("threshold", float("nan"), "threshold=nan"),
+    ("band", 0.7, "band 0.7 must be in [0, 0.5)"), ("calibration", {"a": -1.0, "b": 0.0}, "slope a=-1.0"),
+    ("threshold_scale", "percent", "threshold_scale 'percent'")])
+def test_a_damaged_operating_point_is_refused_at_load_in_one_line(field, value, message, tmp_path, save_tiny_model):
+    model_dir = save_tiny_model(tmp_path / "m")
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, field: value}))
+    with pytest.raises(ModelError, match=re.escape(message)) as error:
+        load_detector(model_dir)
+    assert "\n" not in str(error.value)

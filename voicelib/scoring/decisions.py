@@ -8,8 +8,11 @@ null when the model's training left that head untrained (one training language; 
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
+
+from voicelib.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +46,33 @@ def calibration_of(meta: dict) -> tuple[float, float]:
     if isinstance(cal, dict):
         return float(cal["a"]), float(cal["b"])
     return float(cal[0]), float(cal[1])
+
+
+def operating_point_of(meta: dict, where: object) -> tuple[float, float, float, str, float]:
+    """The model's (a, b, threshold, threshold scale, band), every field checked; ModelError (one line) if damaged."""
+    def number(value: object, name: str) -> float:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not math.isfinite(value):
+            raise ModelError(f"{where}: config.json has {name}={value!r}, not a finite number; restore the model "
+                             "directory from the store or retrain it")
+        return value
+
+    cal = meta.get("calibration") or {"a": 1.0, "b": 0.0}
+    pair = (cal.get("a"), cal.get("b")) if isinstance(cal, dict) else tuple(cal)[:2]
+    a, b = number(pair[0], "calibration.a"), number(pair[1], "calibration.b")
+    if a <= 0:
+        raise ModelError(f"{where}: config.json's calibration slope a={a} must be positive (higher = more AI); "
+                         "restore or recalibrate the model")
+    scale = meta.get("threshold_scale", "logit")
+    if scale not in ("logit", "prob"):
+        raise ModelError(f"{where}: config.json's threshold_scale {scale!r} must be 'logit' or 'prob'")
+    threshold = number(meta.get("threshold", 0.0), "threshold")
+    if scale == "prob" and not 0.0 < threshold < 1.0:
+        raise ModelError(f"{where}: config.json's threshold {threshold} on the probability scale must be in (0, 1)")
+    band = number(meta.get("band", DEFAULT_BAND), "band")
+    if not 0.0 <= band < 0.5:
+        raise ModelError(f"{where}: config.json's band {band} must be in [0, 0.5); restore or recalibrate the model")
+    return a, b, threshold, scale, band

@@ -26,7 +26,7 @@ from voicelib.metrics import apply_platt
 from voicelib.model.config import ModelConfig
 from voicelib.model.saving import read_meta
 from voicelib.scoring import stream
-from voicelib.scoring.decisions import DEFAULT_BAND, calibration_of, classify, mean_softmax
+from voicelib.scoring.decisions import DEFAULT_BAND, classify, mean_softmax, operating_point_of
 from voicelib.scoring.graph import OnnxNetwork
 from voicelib.scoring.windows import chunk_bounds, is_loud, tile, window_length
 
@@ -102,6 +102,7 @@ class Detector:
         max_duration (seconds) refuses longer files, None scores any length.
         """
         meta = read_meta(model_dir)
+        operating_point_of(meta, model_dir)
         try:
             cfg = ModelConfig.from_dict(meta["model"])
         except (ValueError, TypeError) as exc:
@@ -116,13 +117,11 @@ class Detector:
             reason = " ".join(str(exc).split())[:300]
             raise ModelError(f"{model_dir}: cannot load the model ({reason}); "
                              "retrain it or pick another model directory") from None
-        a, b = calibration_of(meta)
-        raw_threshold = float(meta.get("threshold", 0.0))
-        threshold = (float(apply_platt(raw_threshold, a, b)) if meta.get("threshold_scale", "logit") == "logit"
-                     else raw_threshold)
+        a, b, raw_threshold, scale, model_band = operating_point_of(meta, model_dir)  # checked before any weights
+        threshold = float(apply_platt(raw_threshold, a, b)) if scale == "logit" else raw_threshold
         return cls(network=network, config=cfg, meta=dict(meta, model_dir=str(model_dir)), threshold=threshold,
                    calibration=(a, b), sample_rate=int(cfg.features.sample_rate), device=device,
-                   band=float(meta.get("band", DEFAULT_BAND)) if band is None else band, backend=backend,
+                   band=model_band if band is None else band, backend=backend,
                    max_duration=max_duration, preprocess=cfg.preprocess)
 
     def prepared(self, wave: np.ndarray) -> np.ndarray:
